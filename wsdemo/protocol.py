@@ -1,0 +1,329 @@
+"""The control protocol ``wsdemo.v1`` — messages, validation and close codes.
+
+Sans-I/O: this module turns the text of one WebSocket message into a checked
+message object (or a precise error), and a message object back into text. It
+imports no sockets, no asyncio networking and no Tornado.
+
+Wire format
+===========
+
+Negotiated as the subprotocol ``wsdemo.v1``. Every message is one JSON object
+in one *text* frame, at most ``MAX_MESSAGE_BYTES`` (64 KiB) long, with a
+``type`` field. Requests that change something carry an ``id`` chosen by the
+client (a string of 1-64 characters; use a UUID): it is the idempotency key,
+and the reply that answers a request carries the same ``id``.
+
+Client → server::
+
+    hello   {token?, client?, resume?: {room: last_seq}}   must be the first message
+    join    {room, id?}                  → snapshot (then presence)
+    leave   {room, id?}                  → left
+    publish {room, id, data}             → ack, and an event to every member
+    set     {room, id, target, value}    → ack, and an event to every member
+
+Server → client::
+
+    welcome  {session, user, rooms, protocol}       answers hello; rooms = joinable rooms
+    snapshot {room, seq, state, controls, id?}      answers join; state = {target: value},
+                                                    controls = {target: {kind, limits...}}
+    left     {room, id?}                            answers leave
+    ack      {id, room, seq, duplicate}             a publish/set is in the log
+    event    {room, seq, id, from, kind, data}      kind "publish": data as sent;
+                                                    kind "set": data = {target, value}
+    presence {room, members: [{user, connections}]}
+    error    {id?, code, message}                   a recoverable mistake: the
+                                                    connection stays open
+
+Rules
+=====
+
+* ``seq`` is per room: an integer, strictly increasing and gap-free. ``from``
+  is the session that caused the event (``"kernel"`` for a change made in the
+  notebook itself).
+* A ``publish``/``set`` whose ``id`` the room has already accepted is answered
+  with the original ``seq`` and ``duplicate: true``, and is not applied or
+  broadcast again.
+* Recoverable mistakes get an ``error`` (codes in :class:`ErrorCode`); abuse of
+  the protocol closes the connection with a code from :class:`CloseCode`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "SUBPROTOCOL",
+    "MAX_MESSAGE_BYTES",
+    "CloseCode",
+    "ErrorCode",
+    "ProtocolError",
+    "ProtocolViolation",
+    "Hello",
+    "Join",
+    "Leave",
+    "Publish",
+    "Set",
+    "ClientMessage",
+    "parse_client_message",
+    "encode",
+]
+
+SUBPROTOCOL = "wsdemo.v1"
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_ID_LENGTH = 64
+MAX_NAME_LENGTH = 64
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes the server uses (RFC 6455 §7.4.1; application codes §7.4.2)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # the server is stopping
+    UNSUPPORTED_DATA = 1003  # a binary frame where text is expected
+    INVALID_PAYLOAD = 1007  # not JSON, or not a JSON object
+    POLICY_VIOLATION = 1008  # origin not allowed
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011  # a fault in the server, not the client
+    TRY_AGAIN_LATER = 1013  # overloaded, or a slow consumer
+    BAD_TOKEN = 4401  # missing, bad or expired token
+    FORBIDDEN = 4403
+    HELLO_TIMEOUT = 4408  # no hello in time
+    RATE_LIMITED = 4429
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``code`` of an ``error`` reply; the connection stays open."""
+
+    BAD_MESSAGE = "bad-message"  # a field is missing or of the wrong type
+    UNKNOWN_TYPE = "unknown-type"
+    HELLO_REQUIRED = "hello-required"  # a request before hello
+    DUPLICATE_HELLO = "duplicate-hello"
+    UNKNOWN_ROOM = "unknown-room"
+    NOT_JOINED = "not-joined"  # publish/set in a room the client has not joined
+    UNKNOWN_TARGET = "unknown-target"  # set on a control the room does not have
+    BAD_VALUE = "bad-value"  # wrong type for the control
+    OUT_OF_RANGE = "out-of-range"  # right type, outside min/max/step/options
+    READ_ONLY = "read-only"  # the room takes no publish/set of this kind
+    UNAVAILABLE = "unavailable"  # the log could not take the event: not kept, retry
+
+
+class ProtocolError(Exception):
+    """The peer sent something recoverable: answer with an ``error`` message."""
+
+    def __init__(self, code: ErrorCode, message: str, id: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.id = id
+
+    def to_message(self) -> dict[str, Any]:
+        reply: dict[str, Any] = {"type": "error", "code": str(self.code), "message": self.message}
+        if self.id is not None:
+            reply["id"] = self.id
+        return reply
+
+
+class ProtocolViolation(Exception):
+    """The peer abused the protocol: close the connection with ``close_code``."""
+
+    def __init__(self, close_code: CloseCode, reason: str):
+        super().__init__(reason)
+        self.close_code = close_code
+        # A close reason must fit in a control frame (125 bytes, 2 for the code).
+        self.reason = reason.encode()[:123].decode(errors="ignore")
+
+
+# --- messages --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    type: ClassVar[str] = "hello"
+    token: str | None = None
+    client: str | None = None
+    resume: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Join:
+    type: ClassVar[str] = "join"
+    room: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Leave:
+    type: ClassVar[str] = "leave"
+    room: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Publish:
+    type: ClassVar[str] = "publish"
+    room: str
+    id: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class Set:
+    type: ClassVar[str] = "set"
+    room: str
+    id: str
+    target: str
+    value: Any
+
+
+ClientMessage = Hello | Join | Leave | Publish | Set
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """Parse and check one client message.
+
+    Raises :class:`ProtocolViolation` for what closes the connection (binary
+    frame, too big, not JSON, not an object) and :class:`ProtocolError` for what
+    gets an ``error`` reply (unknown type, a missing or mistyped field).
+    """
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        raise ProtocolViolation(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+    if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        raise ProtocolViolation(
+            CloseCode.MESSAGE_TOO_BIG, f"message over {MAX_MESSAGE_BYTES} bytes"
+        )
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolViolation(
+            CloseCode.INVALID_PAYLOAD, f"a message must be a JSON object, not {_json_kind(obj)}"
+        )
+    return _from_object(obj)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _from_object(obj: dict[str, Any]) -> ClientMessage:
+    raw_id = obj.get("id")
+    msg_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_LENGTH else None
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message needs a string 'type'", msg_id)
+    if kind not in _PARSERS:
+        known = ", ".join(sorted(_PARSERS))
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:40]!r}; known: {known}", msg_id
+        )
+    if raw_id is not None and msg_id is None:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"'id' must be a string of 1-{MAX_ID_LENGTH} characters"
+        )
+    return _PARSERS[kind](obj, msg_id)
+
+
+def _name(obj: dict[str, Any], key: str, msg_id: str | None) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_LENGTH:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE,
+            f"{obj['type']!s} needs '{key}': a string of 1-{MAX_NAME_LENGTH} characters",
+            msg_id,
+        )
+    return value
+
+
+def _required_id(obj: dict[str, Any], msg_id: str | None) -> str:
+    if msg_id is None:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE,
+            f"{obj['type']} needs an 'id' (1-{MAX_ID_LENGTH} characters): it is the idempotency key",
+        )
+    return msg_id
+
+
+def _parse_hello(obj: dict[str, Any], msg_id: str | None) -> Hello:
+    token = obj.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'token' must be a string", msg_id)
+    client = obj.get("client")
+    if client is not None and not isinstance(client, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'client' must be a string", msg_id)
+    resume = obj.get("resume", {})
+    if resume is None:
+        resume = {}
+    if not isinstance(resume, dict) or not all(
+        isinstance(room, str)
+        and isinstance(seq, int)
+        and not isinstance(seq, bool)
+        and seq >= 0
+        for room, seq in resume.items()
+    ):
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, "'resume' must map room names to last seen seq (>= 0)", msg_id
+        )
+    return Hello(token=token, client=client[:MAX_NAME_LENGTH] if client else None, resume=resume)
+
+
+def _parse_join(obj: dict[str, Any], msg_id: str | None) -> Join:
+    return Join(room=_name(obj, "room", msg_id), id=msg_id)
+
+
+def _parse_leave(obj: dict[str, Any], msg_id: str | None) -> Leave:
+    return Leave(room=_name(obj, "room", msg_id), id=msg_id)
+
+
+def _parse_publish(obj: dict[str, Any], msg_id: str | None) -> Publish:
+    room = _name(obj, "room", msg_id)
+    if "data" not in obj:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "publish needs 'data'", msg_id)
+    return Publish(room=room, id=_required_id(obj, msg_id), data=obj["data"])
+
+
+def _parse_set(obj: dict[str, Any], msg_id: str | None) -> Set:
+    room = _name(obj, "room", msg_id)
+    target = _name(obj, "target", msg_id)
+    if "value" not in obj:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "set needs 'value'", msg_id)
+    return Set(room=room, id=_required_id(obj, msg_id), target=target, value=obj["value"])
+
+
+_PARSERS = {
+    "hello": _parse_hello,
+    "join": _parse_join,
+    "leave": _parse_leave,
+    "publish": _parse_publish,
+    "set": _parse_set,
+}
+
+
+def encode(message: dict[str, Any]) -> str:
+    """The text of one server message: compact JSON, non-finite numbers refused."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for an int or float that is not a bool, NaN or infinite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
