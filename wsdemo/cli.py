@@ -1,0 +1,235 @@
+"""``python -m wsdemo``: serve, client, tap, notebooks, course.
+
+Every command has ``--help``. Errors are one line on stderr and a non-zero exit
+status, never a traceback: 1 for a failure at run time (server down, refused),
+2 for a mistake in the command line (argparse's own convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _value(text: str) -> Any:
+    """A command-line value: JSON when it parses (5, 2.5, true, "x"), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m wsdemo",
+        description="The wsdemo control channel and course tools.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run a control server", description="Run a control server until Ctrl-C. "
+        "Without --no-demo it exposes a demo room 'controls' (speed, gain, running, mode, "
+        "label, colour) and a publish room 'chat'.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
+    serve.add_argument("--no-demo", action="store_true", help="start with no demo controls")
+    serve.add_argument("--room", action="append", default=[], metavar="NAME",
+                       help="add a publish room (repeatable)")
+
+    client = commands.add_parser(
+        "client", help="talk to a control server",
+        description="Talk to a control server. URL: host:port, http://host:port/ or "
+        "ws://host:port/ws.")
+    client.add_argument("url", metavar="URL")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--room", default="controls", help="room (controls)")
+    common.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    actions = client.add_subparsers(dest="action", required=True, metavar="ACTION")
+    watch = actions.add_parser("watch", help="print every event of the room, one JSON per line",
+                               parents=[common],
+                               description="Join the room, print its snapshot, then every event "
+                               "as one JSON line, until Ctrl-C or --count events.")
+    watch.add_argument("--count", type=int, default=0, help="stop after N events (0: never)")
+    set_ = actions.add_parser("set", help="set a control: set TARGET VALUE", parents=[common],
+                              description="Set one control and print the ack. VALUE is read as "
+                              "JSON when it parses (5, 2.5, true, \"text\"), else as text.")
+    set_.add_argument("target")
+    set_.add_argument("value", type=_value)
+    set_.add_argument("--id", help="message id (idempotency key; default: a new UUID)")
+    publish = actions.add_parser("publish", help="publish data: publish DATA", parents=[common],
+                                 description="Publish DATA (JSON, or text) to the room.")
+    publish.add_argument("data", type=_value)
+    publish.add_argument("--id", help="message id (idempotency key; default: a new UUID)")
+
+    tap = commands.add_parser(
+        "tap", help="record and decode a TCP connection (HTTP, then WebSocket frames)",
+        description="A TCP proxy that prints every chunk between a client and a server, "
+        "decoded: the HTTP upgrade, then the WebSocket frames.")
+    tap.add_argument("--listen", type=int, required=True, metavar="PORT", help="port to listen on")
+    tap.add_argument("--to", required=True, metavar="HOST:PORT", help="where to forward")
+    tap.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+
+    notebooks = commands.add_parser(
+        "notebooks", help="regenerate the stored outputs of the course notebooks",
+        description="Execute notebooks top to bottom and store their outputs (what nbval "
+        "checks). Without arguments: every notebook in notebooks/.")
+    notebooks.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all)")
+    notebooks.add_argument("--timeout", type=int, default=600, help="seconds per cell (600)")
+
+    course = commands.add_parser(
+        "course", help="open the course in JupyterLab",
+        description="Open JupyterLab on notebooks/00-index.ipynb (adds --allow-root when "
+        "run as root). Extra arguments go to jupyter lab.")
+    course.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed to jupyter lab")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
+        if args.command == "client":
+            return asyncio.run(_client(args))
+        if args.command == "tap":
+            from .tap import main as tap_main
+
+            return asyncio.run(tap_main(args.listen, args.to, args.host))
+        if args.command == "notebooks":
+            return _notebooks(args)
+        if args.command == "course":
+            return _course(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def demo_controls() -> dict[str, Any]:
+    """The widgets ``serve`` exposes by default (ipywidgets work without a kernel)."""
+    import ipywidgets as w
+
+    return {
+        "speed": w.IntSlider(value=5, min=0, max=10, step=1, description="speed"),
+        "gain": w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="gain"),
+        "running": w.ToggleButton(value=False, description="running"),
+        "mode": w.Dropdown(options=["idle", "sweep", "hold"], value="idle", description="mode"),
+        "label": w.Text(value="hello", description="label"),
+        "colour": w.ColorPicker(value="#1f77b4", description="colour"),
+    }
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .server import ControlServer
+
+    server = ControlServer(args.host, args.port)
+    if not args.no_demo:
+        for name, widget in demo_controls().items():
+            server.expose(name, widget)
+        server.add_room("chat")
+    for room in args.room:
+        server.add_room(room)
+    try:
+        server.start()
+    except OSError as exc:
+        raise RuntimeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    print(f"wsdemo control server on {server.url}  (WebSocket {server.ws_url})", flush=True)
+    print(f"rooms: {', '.join(server.rooms) or 'none'}; Ctrl-C stops it", flush=True)
+    try:
+        await _until_signal()
+    finally:
+        await server.stop()
+    return 0
+
+
+async def _client(args: argparse.Namespace) -> int:
+    from .client import ControlClient, ServerError
+
+    client = await ControlClient.connect(args.url, client="cli", timeout=args.timeout)
+    try:
+        try:
+            snapshot = await client.join(args.room)
+        except ServerError as exc:
+            raise RuntimeError(str(exc)) from None
+        if args.action == "watch":
+            print(json.dumps(snapshot), flush=True)
+            count = 0
+            watcher = asyncio.ensure_future(_print_events(client, args.room, args.count))
+            stopper = asyncio.ensure_future(_until_signal())
+            done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            watcher.cancel()
+            if watcher in done:
+                count = watcher.result()
+            return 0 if args.count == 0 or count >= args.count else 1
+        try:
+            if args.action == "set":
+                reply = await client.set(args.room, args.target, args.value, id=args.id)
+            else:
+                reply = await client.publish(args.room, args.data, id=args.id)
+        except ServerError as exc:
+            raise RuntimeError(str(exc)) from None
+        print(json.dumps(reply), flush=True)
+        return 0
+    finally:
+        await client.close()
+
+
+async def _print_events(client: Any, room: str, count: int) -> int:
+    seen = 0
+    while count == 0 or seen < count:
+        try:
+            event = await client.next_event(room, timeout=3600)
+        except TimeoutError:
+            continue
+        print(json.dumps(event), flush=True)
+        seen += 1
+    return seen
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    from .notebooks import execute_notebooks
+
+    paths = args.paths or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    failed = execute_notebooks(paths, timeout=args.timeout)
+    return 1 if failed else 0
+
+
+def _course(args: argparse.Namespace) -> int:
+    index = ROOT / "notebooks" / "00-index.ipynb"
+    command = ["jupyter", "lab", str(index.relative_to(Path.cwd()) if index.is_relative_to(
+        Path.cwd()) else index)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    command += args.jupyter_args
+    print("running:", " ".join(command), flush=True)
+    os.execvp(command[0], command)
+    return 0  # not reached

@@ -1,0 +1,619 @@
+"""The control server: Tornado serving the ``wsdemo.v1`` channel and its page.
+
+One class, :class:`ControlServer`, started three ways:
+
+* in a notebook, on the kernel's own running loop —
+  ``server = ControlServer.launch()``: handlers then run on the kernel's main
+  thread, where widget traits may be changed, and launching again in the same
+  kernel returns the server already running instead of a second one;
+* from the command line — ``python -m wsdemo serve --port 8765``;
+* by tests — ``ControlServer(port=0).start()`` on a random loopback port.
+
+It serves the WebSocket at ``/ws`` (subprotocol ``wsdemo.v1``) and the control
+page at ``/``. The message rules live in :mod:`wsdemo.protocol`; this module is
+the glue that gets them on and off the network, and that never lets an
+exception escape into Tornado (a bad message becomes an ``error`` reply or a
+close code; the other clients keep being served).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import logging
+import os
+import threading
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+import tornado.websocket
+
+from .eventlog import Event, MemoryEventLog
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    SUBPROTOCOL,
+    CloseCode,
+    ErrorCode,
+    Hello,
+    Join,
+    Leave,
+    ProtocolError,
+    ProtocolViolation,
+    Publish,
+    Set,
+    encode,
+    parse_client_message,
+)
+
+if TYPE_CHECKING:
+    from .bridge import WidgetBridge
+
+__all__ = ["ControlServer", "Room", "Session"]
+
+logger = logging.getLogger("wsdemo.server")
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+class Room:
+    """A named room: its members, and the widget bridge if it exposes controls."""
+
+    def __init__(self, server: ControlServer, name: str, *, publish: bool = True):
+        self.server = server
+        self.name = name
+        self.accepts_publish = publish
+        self.members: dict[Session, None] = {}  # a dict keeps join order
+        self.bridge: WidgetBridge | None = None
+
+    def controls(self) -> dict[str, Any]:
+        return {} if self.bridge is None else self.bridge.controls()
+
+    def state(self) -> dict[str, Any]:
+        return {} if self.bridge is None else self.bridge.state()
+
+    def presence(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for session in self.members:
+            counts[session.user] = counts.get(session.user, 0) + 1
+        members = [{"user": user, "connections": n} for user, n in sorted(counts.items())]
+        return {"type": "presence", "room": self.name, "members": members}
+
+    def __repr__(self) -> str:
+        n = len(self.controls())
+        what = f"{n} control{'s' if n != 1 else ''}" if self.bridge else "publish"
+        return f"<Room {self.name!r}: {what}, {len(self.members)} member(s)>"
+
+
+class Session(tornado.websocket.WebSocketHandler):
+    """One client connection. Thin: parse, dispatch, reply — never raise."""
+
+    server: ControlServer
+
+    def initialize(self, server: ControlServer) -> None:
+        self.server = server
+        self.session_id = ""
+        self.user = "anonymous"
+        self.client_name = ""
+        self.hello: Hello | None = None
+        self.rooms: dict[str, Room] = {}
+        self._queue: asyncio.Queue[str | None] | None = None
+        self._writer: asyncio.Task | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # --- the upgrade -----------------------------------------------------------
+
+    def check_origin(self, origin: str) -> bool:
+        return self.server.origin_allowed(origin, self.request.headers.get("Host", ""))
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+    def open(self) -> None:
+        self.session_id = self.server._new_session_id()
+        self._queue = asyncio.Queue(self.server.queue_limit)
+        self._writer = asyncio.ensure_future(self._write_queued())
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            self.server.hello_timeout, self._hello_expired
+        )
+        self.server.sessions[self] = None
+        logger.info("session %s opened from %s", self.session_id, self.request.remote_ip)
+
+    def _hello_expired(self) -> None:
+        if self.hello is None:
+            self.close_with(
+                CloseCode.HELLO_TIMEOUT, f"no hello within {self.server.hello_timeout:g} s"
+            )
+
+    # --- receiving -------------------------------------------------------------
+
+    async def on_message(self, message: str | bytes) -> None:
+        # Tornado awaits this coroutine before it reads the next message, so the
+        # messages of one client are handled strictly in order.
+        if self._closing:
+            return
+        msg_id = None
+        try:
+            msg = parse_client_message(message)
+            msg_id = getattr(msg, "id", None)
+            await self._dispatch(msg)
+        except ProtocolViolation as violation:
+            logger.info("closing %s: %s", self.session_id, violation.reason)
+            self.close_with(violation.close_code, violation.reason)
+        except ProtocolError as error:
+            self.send(error.to_message())
+        except Exception:  # the caller is Tornado: nothing may escape
+            logger.exception("server fault on a message from %s (id %s)", self.session_id, msg_id)
+            self.close_with(CloseCode.INTERNAL_ERROR, "server fault")
+
+    async def _dispatch(self, msg: Any) -> None:
+        if isinstance(msg, Hello):
+            await self._on_hello(msg)
+            return
+        if self.hello is None:
+            raise ProtocolError(
+                ErrorCode.HELLO_REQUIRED, f"send hello before {msg.type}", getattr(msg, "id", None)
+            )
+        if isinstance(msg, Join):
+            await self._on_join(msg)
+        elif isinstance(msg, Leave):
+            self._on_leave(msg)
+        elif isinstance(msg, Publish):
+            room = self._joined_room(msg.room, msg.id)
+            if not room.accepts_publish:
+                raise ProtocolError(
+                    ErrorCode.READ_ONLY, f"room {room.name!r} takes no publish", msg.id
+                )
+            await self.server._accept(room, msg.id, self.session_id, "publish", msg.data, self)
+        elif isinstance(msg, Set):
+            room = self._joined_room(msg.room, msg.id)
+            if room.bridge is None:
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_TARGET, f"room {room.name!r} has no controls", msg.id
+                )
+            value = room.bridge.check(msg.target, msg.value, msg.id)
+            await self.server._accept(
+                room, msg.id, self.session_id, "set", {"target": msg.target, "value": value}, self
+            )
+
+    async def _on_hello(self, hello: Hello) -> None:
+        if self.hello is not None:
+            raise ProtocolError(ErrorCode.DUPLICATE_HELLO, "hello was already sent")
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        self.hello = hello
+        self.client_name = hello.client or ""
+        # Open mode: nobody is authenticated, so the name is only the client's claim.
+        self.user = hello.client or "anonymous"
+        self.send(
+            {
+                "type": "welcome",
+                "session": self.session_id,
+                "user": self.user,
+                "rooms": sorted(self.server.rooms),
+                "protocol": SUBPROTOCOL,
+            }
+        )
+        for room_name, last_seq in hello.resume.items():
+            await self._join(room_name, None, resume_from=last_seq)
+
+    async def _on_join(self, msg: Join) -> None:
+        await self._join(msg.room, msg.id)
+
+    async def _join(self, name: str, msg_id: str | None, resume_from: int | None = None) -> None:
+        room = self.server.rooms.get(name)
+        if room is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_ROOM, f"no room {name!r}", msg_id)
+        log = self.server.log
+        if resume_from is None:
+            seq = await log.last_seq(name)
+            snapshot = self._snapshot(room, seq, msg_id)
+            self._enter(room)
+            self.send(snapshot)
+        else:
+            # Read the gap and enter the room with no await in between, so no
+            # live event can fall between the replay and the live stream.
+            first = await log.first_seq(name)
+            last = await log.last_seq(name)
+            missed = await log.read_after(name, resume_from)
+            complete = resume_from + 1 >= first and resume_from <= last
+            if not complete or (missed and missed[-1].seq != last):
+                snapshot = self._snapshot(room, last, msg_id)
+                self._enter(room)
+                self.send(snapshot)
+                self.send(self._recovered(name, resume_from + 1, last, False))
+            else:
+                self._enter(room)
+                for event in missed:
+                    self.send(event.to_message())
+                self.send(self._recovered(name, resume_from + 1, last, True))
+        self.server._broadcast(room, room.presence())
+
+    @staticmethod
+    def _recovered(room: str, first: int, last: int, complete: bool) -> dict[str, Any]:
+        return {"type": "recovered", "room": room, "from": first, "to": last, "complete": complete}
+
+    def _snapshot(self, room: Room, seq: int, msg_id: str | None) -> dict[str, Any]:
+        snapshot: dict[str, Any] = {
+            "type": "snapshot",
+            "room": room.name,
+            "seq": seq,
+            "state": room.state(),
+            "controls": room.controls(),
+        }
+        if msg_id is not None:
+            snapshot["id"] = msg_id
+        return snapshot
+
+    def _enter(self, room: Room) -> None:
+        room.members[self] = None
+        self.rooms[room.name] = room
+
+    def _on_leave(self, msg: Leave) -> None:
+        room = self._joined_room(msg.room, msg.id)
+        room.members.pop(self, None)
+        del self.rooms[room.name]
+        reply: dict[str, Any] = {"type": "left", "room": room.name}
+        if msg.id is not None:
+            reply["id"] = msg.id
+        self.send(reply)
+        self.server._broadcast(room, room.presence())
+
+    def _joined_room(self, name: str, msg_id: str | None) -> Room:
+        room = self.rooms.get(name)
+        if room is not None:
+            return room
+        if name in self.server.rooms:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"join {name!r} first", msg_id)
+        raise ProtocolError(ErrorCode.UNKNOWN_ROOM, f"no room {name!r}", msg_id)
+
+    # --- sending ---------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_text(encode(message))
+
+    def send_text(self, text: str) -> None:
+        """Queue one encoded message; a client too slow to keep up is closed, not buffered."""
+        if self._closing or self._queue is None:
+            return
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            logger.warning("closing slow consumer %s", self.session_id)
+            self.close_with(
+                CloseCode.TRY_AGAIN_LATER,
+                f"slow consumer: {self.server.queue_limit} messages waiting",
+            )
+
+    async def _write_queued(self) -> None:
+        assert self._queue is not None
+        while True:
+            text = await self._queue.get()
+            if text is None:
+                return
+            try:
+                await self.write_message(text)
+            except tornado.websocket.WebSocketClosedError:
+                return
+
+    def close_with(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.close(int(code), reason)
+
+    def on_close(self) -> None:
+        self._closing = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+        self.server.sessions.pop(self, None)
+        for room in list(self.rooms.values()):
+            room.members.pop(self, None)
+            self.server._broadcast(room, room.presence())
+        self.rooms.clear()
+        self.server._closed(self)
+        logger.info(
+            "session %s closed (%s %s)", self.session_id, self.close_code, self.close_reason or ""
+        )
+
+    def describe(self) -> str:
+        rooms = ", ".join(self.rooms) or "no room"
+        who = self.client_name or "?"
+        return f"{self.session_id} {who} ({rooms})"
+
+
+class _PageHandler(tornado.web.RequestHandler):
+    def initialize(self, server: ControlServer) -> None:
+        self.server = server
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.write(self.server._page_bytes())
+
+
+class _StatusHandler(tornado.web.RequestHandler):
+    def initialize(self, server: ControlServer) -> None:
+        self.server = server
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write(self.server.status())
+
+
+class ControlServer:
+    """The wsdemo control server. See the module docstring for the three ways to start it."""
+
+    _launched: dict[str, ControlServer] = {}
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str = "default",
+        log: Any = None,
+        hello_timeout: float = 10.0,
+        queue_limit: int = 1000,
+        ping_interval: float = 20.0,
+        allowed_origins: list[str] | None = None,
+    ):
+        self.host = host
+        self.port = port
+        self.name = name
+        self.log = log if log is not None else MemoryEventLog()
+        self.hello_timeout = hello_timeout
+        self.queue_limit = queue_limit
+        self.allowed_origins = None if allowed_origins is None else set(allowed_origins)
+        self.rooms: dict[str, Room] = {}
+        self.sessions: dict[Session, None] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._http: tornado.httpserver.HTTPServer | None = None
+        self._session_ids = itertools.count(1)
+        self._all_closed: asyncio.Event | None = None
+        self._page: bytes | None = None
+        self._app = tornado.web.Application(
+            [
+                (r"/ws", Session, {"server": self}),
+                (r"/status", _StatusHandler, {"server": self}),
+                (r"/(?:index\.html)?", _PageHandler, {"server": self}),
+            ],
+            websocket_max_message_size=MAX_MESSAGE_BYTES,
+            websocket_ping_interval=ping_interval,
+            websocket_ping_timeout=3 * ping_interval,
+        )
+
+    # --- life cycle ------------------------------------------------------------
+
+    @classmethod
+    def launch(cls, port: int = 0, host: str = "127.0.0.1", *, name: str = "default",
+               **options: Any) -> ControlServer:
+        """Start a server on the running loop, or return the one this process already runs.
+
+        Made for notebooks: re-running the cell that launches the server gives
+        back the same server, not a second one on another port.
+        """
+        running = cls._launched.get(name)
+        if running is not None and running.running:
+            if port not in (0, running.port) or host != running.host:
+                raise RuntimeError(
+                    f"server {name!r} already runs at {running.url}; "
+                    "stop it (await server.stop()) before starting it elsewhere"
+                )
+            logger.info("server %r already running at %s", name, running.url)
+            return running
+        server = cls(host, port, name=name, **options).start()
+        cls._launched[name] = server
+        return server
+
+    @classmethod
+    def launched(cls, name: str = "default") -> ControlServer | None:
+        server = cls._launched.get(name)
+        return server if server is not None and server.running else None
+
+    def start(self) -> ControlServer:
+        """Listen on ``host:port`` on the running asyncio loop; returns ``self``."""
+        if self._http is not None:
+            return self
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "start() needs a running asyncio loop: call it from a notebook cell, "
+                "an async function, or use `python -m wsdemo serve`"
+            ) from None
+        self._thread_id = threading.get_ident()
+        sockets = tornado.netutil.bind_sockets(self.port, self.host)
+        self.port = sockets[0].getsockname()[1]
+        self._http = tornado.httpserver.HTTPServer(self._app)
+        self._http.add_sockets(sockets)
+        logger.info("control server %r listening on %s", self.name, self.url)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._http is not None
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening, close every client with 1001, and wait until they are gone."""
+        if self._http is None:
+            return
+        self._http.stop()
+        self._http = None
+        if self.sessions:
+            self._all_closed = asyncio.Event()
+            for session in list(self.sessions):
+                session.close_with(CloseCode.GOING_AWAY, "server stopping")
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), timeout)
+            except asyncio.TimeoutError:
+                logger.warning("%d client(s) did not close in time", len(self.sessions))
+        for room in self.rooms.values():
+            if room.bridge is not None:
+                room.bridge.close()
+        if self._launched.get(self.name) is self:
+            del self._launched[self.name]
+        await self.log.close()
+        logger.info("control server %r stopped", self.name)
+
+    def _closed(self, session: Session) -> None:
+        if self._all_closed is not None and not self.sessions:
+            self._all_closed.set()
+
+    def _new_session_id(self) -> str:
+        return f"s{next(self._session_ids)}"
+
+    # --- rooms and controls ------------------------------------------------------
+
+    def add_room(self, name: str, *, publish: bool = True) -> Room:
+        """A room clients may join; ``publish=False`` makes it server-to-client only."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(self, name, publish=publish)
+        else:
+            room.accepts_publish = publish
+        return room
+
+    def expose(self, target: str, widget: Any, room: str = "controls") -> Any:
+        """Make ``widget`` a control named ``target`` in ``room``; returns the widget."""
+        from .bridge import WidgetBridge
+
+        the_room = self.rooms.get(room) or self.add_room(room, publish=False)
+        if the_room.bridge is None:
+            the_room.bridge = WidgetBridge(self, the_room.name)
+        the_room.bridge.expose(target, widget)
+        return widget
+
+    # --- events ------------------------------------------------------------------
+
+    async def publish(self, room: str, data: Any, *, sender: str = "kernel",
+                      id: str | None = None) -> Event:
+        """Put one event into ``room`` from the server side and send it to every member."""
+        the_room = self.rooms.get(room) or self.add_room(room, publish=False)
+        return await self._accept(the_room, id or self.log.new_id(sender), sender, "publish",
+                                  data, None)
+
+    async def _accept(self, room: Room, msg_id: str, sender: str, kind: str, data: Any,
+                      origin: Session | None) -> Event:
+        """Log, apply, acknowledge, broadcast — in that order (an ack means it is kept)."""
+        try:
+            appended = await self.log.append(room.name, msg_id, sender, kind, data)
+        except Exception as exc:
+            logger.exception("event log refused an event for %r", room.name)
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE, f"the event log could not keep it ({exc}); retry", msg_id
+            ) from None
+        if not appended.duplicate and kind == "set" and origin is not None and room.bridge:
+            # A remote set changes the widget; a kernel change already has.
+            room.bridge.apply(data["target"], data["value"])
+        if origin is not None:
+            origin.send(appended.ack())
+        if not appended.duplicate:
+            self._broadcast(room, appended.event.to_message())
+        return appended.event
+
+    def _broadcast(self, room: Room, message: dict[str, Any]) -> None:
+        text = encode(message)  # once per broadcast, not once per client
+        for session in list(room.members):
+            session.send_text(text)
+
+    def call_soon(self, callback: Any, *args: Any) -> None:
+        """Run ``callback`` on the server's loop, from any thread."""
+        assert self.loop is not None, "the server is not started"
+        if threading.get_ident() == self._thread_id:
+            self.loop.call_soon(callback, *args)
+        else:
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    # --- addresses and display ---------------------------------------------------
+
+    @property
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._netloc}/"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._netloc}/ws"
+
+    @property
+    def proxy_path(self) -> str | None:
+        """The page's path through jupyter-server-proxy, when running under a Jupyter hub."""
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+        if not prefix:
+            return None
+        return f"{prefix.rstrip('/')}/proxy/{self.port}/"
+
+    @property
+    def page_url(self) -> str:
+        return self.proxy_path or self.url
+
+    def origin_allowed(self, origin: str, host_header: str) -> bool:
+        if self.allowed_origins is not None:
+            return origin in self.allowed_origins
+        parsed = urlparse(origin)
+        if parsed.netloc.lower() == host_header.lower():
+            return True  # same origin: Tornado's own default
+        return (parsed.hostname or "") in _LOOPBACK
+
+    def clients(self) -> list[Session]:
+        return list(self.sessions)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "running": self.running,
+            "rooms": {n: len(r.members) for n, r in self.rooms.items()},
+            "clients": [s.describe() for s in self.sessions],
+        }
+
+    def page(self, height: int = 360) -> Any:
+        """The control page, embedded (an iframe) when shown in a notebook."""
+        from .display import PageFrame
+
+        return PageFrame(self.page_url, height)
+
+    def _page_bytes(self) -> bytes:
+        if self._page is None:
+            self._page = resources.files("wsdemo").joinpath("static/index.html").read_bytes()
+        return self._page
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        lines = [f"ControlServer {self.name!r} at {self.url} ({state})"]
+        lines.append(f"  WebSocket: {self.ws_url} (subprotocol {SUBPROTOCOL})")
+        lines.append(f"  page:      {self.page_url}")
+        rooms = ", ".join(
+            f"{r.name} ({len(r.controls())} controls)" if r.bridge else r.name
+            for r in self.rooms.values()
+        )
+        lines.append(f"  rooms:     {rooms or 'none yet'}")
+        clients = [s.describe() for s in self.sessions]
+        lines.append(f"  clients:   {len(clients)}" + (" — " + "; ".join(clients) if clients else ""))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = "".join(
+            f"<li><code>{esc(s.describe())}</code></li>" for s in self.sessions
+        ) or "<li>none</li>"
+        rooms = ", ".join(esc(r) for r in self.rooms) or "none yet"
+        state = "running" if self.running else "stopped"
+        return (
+            f"<div><b>ControlServer {esc(self.name)!s}</b> ({state})<br>"
+            f"WebSocket <code>{esc(self.ws_url)}</code> (subprotocol <code>{SUBPROTOCOL}</code>)<br>"
+            f"page <a href='{esc(self.page_url)}' target='_blank'>{esc(self.page_url)}</a><br>"
+            f"rooms: {rooms}<br>clients:<ul>{rows}</ul></div>"
+        )
