@@ -95,6 +95,8 @@ class HttpMessage:
     def summary(self) -> str:
         """The start line, plus the body size when there is a body."""
         text = self.start_line
+        if self.asks_for_websocket:
+            text += "  (Upgrade: websocket)"
         if self.body:
             text += f"  (+{len(self.body)} B body)"
         return text
@@ -189,9 +191,8 @@ class HttpStreamSplitter:
         return data
 
     def next_message(self) -> HttpMessage | None:
-        if self._pending is None:
-            if not self._start_message():
-                return None
+        if self._pending is None and not self._start_message():
+            return None
         assert self._pending is not None
         if not self._read_body(self._pending):
             return None
@@ -225,7 +226,7 @@ class HttpStreamSplitter:
         if not self.requests:
             return b"HTTP/1."[: len(first)] == first[:7]
         word = first.split(b" ", 1)[0]
-        return word.isalpha() and word.isupper() or word == first and first.isalpha()
+        return bool(word) and word.isalpha() and word.isupper()
 
     def _choose_body_mode(self, pending: _Pending) -> None:
         # RFC 9112 §6.3, in its order.
@@ -234,7 +235,7 @@ class HttpStreamSplitter:
             method = self._methods.pop(0) if self._methods else "GET"
             status = probe.status or 0
             if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
-                if 100 <= status < 200 and status != 101 and method:
+                if 100 <= status < 200 and status != 101:
                     # an interim response: the final one still answers this request
                     self._methods.insert(0, method)
                 pending.mode, pending.remaining = "length", 0
