@@ -33,7 +33,8 @@ def need(kind: str, available: bool, reason: str) -> None:
     if available:
         return
     if required(kind):
-        pytest.fail(f"{reason} (WSDEMO_REQUIRE={os.environ.get('WSDEMO_REQUIRE')} says it must run)")
+        wanted = os.environ.get("WSDEMO_REQUIRE")
+        pytest.fail(f"{reason} (WSDEMO_REQUIRE={wanted} says it must run)")
     pytest.skip(reason)
 
 

@@ -17,7 +17,7 @@ async def run(*args: str, timeout: float = 20) -> tuple[int, str, str]:
         *PY, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         raise
     return proc.returncode, out.decode(), err.decode()
@@ -37,7 +37,7 @@ async def served():
             proc.send_signal(signal.SIGINT)
             try:
                 await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
     assert proc.returncode == 0, "serve must stop cleanly on Ctrl-C"

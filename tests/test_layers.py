@@ -12,8 +12,8 @@ FORBIDDEN = ["socket", "asyncio", "tornado", "ssl", "selectors", "ipywidgets"]
 @pytest.mark.parametrize("module", SANS_IO)
 def test_sans_io_module_imports_no_networking(module):
     code = (
-        "import sys, importlib; importlib.import_module(%r); "
-        "print(','.join(sorted(m for m in %r if m in sys.modules)))" % (module, FORBIDDEN)
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        f"print(','.join(sorted(m for m in {FORBIDDEN!r} if m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"

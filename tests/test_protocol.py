@@ -116,7 +116,8 @@ def test_arbitrary_input_raises_only_protocol_errors(text):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+    | st.floats(allow_nan=False, allow_infinity=False),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
                                                                  max_size=4),
     max_leaves=10,

@@ -26,7 +26,7 @@ import tornado.websocket
 
 from .protocol import SUBPROTOCOL
 
-__all__ = ["ControlClient", "ServerError", "ConnectionClosed", "ConnectError", "normalize_url"]
+__all__ = ["ConnectError", "ConnectionClosed", "ControlClient", "ServerError", "normalize_url"]
 
 logger = logging.getLogger("wsdemo.client")
 
@@ -63,7 +63,7 @@ def normalize_url(url: str) -> str:
     if not parts.hostname:
         raise ConnectError(f"bad URL {url!r}: no host")
     try:
-        parts.port
+        _ = parts.port  # urlparse checks the port only when asked
     except ValueError:
         raise ConnectError(f"bad URL {url!r}: the port is not a number from 0 to 65535") from None
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
@@ -110,7 +110,7 @@ class ControlClient:
         except ConnectionRefusedError:
             raise ConnectError(f"cannot connect to {ws_url}: connection refused "
                                "(is the server running?)") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ConnectError(f"cannot connect to {ws_url}: no answer in {timeout:g} s") from None
         except tornado.httpclient.HTTPClientError as exc:
             raise ConnectError(f"cannot connect to {ws_url}: the server refused the "
@@ -196,14 +196,14 @@ class ControlClient:
             self._conn.close(code, reason)
         try:
             await asyncio.wait_for(asyncio.shield(self._reader), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._reader.cancel()
 
     async def _wait(self, awaitable: Any, timeout: float | None = None) -> Any:
         timeout = self.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(awaitable, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"nothing from {self.url} within {timeout:g} s") from None
 
     async def _read(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .protocol import ErrorCode, ProtocolError, is_finite_number
 
-__all__ = ["ControlSpec", "KINDS"]
+__all__ = ["KINDS", "ControlSpec"]
 
 KINDS = ("int", "float", "bool", "choice", "text", "color")
 

@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "Appended", "MemoryEventLog"]
+__all__ = ["Appended", "Event", "MemoryEventLog"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Appended:
 
 
 class _Room:
-    __slots__ = ("events", "last_seq", "ids")
+    __slots__ = ("events", "ids", "last_seq")
 
     def __init__(self) -> None:
         self.events: deque[Event] = deque()

@@ -56,20 +56,20 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
-    "SUBPROTOCOL",
     "MAX_MESSAGE_BYTES",
+    "SUBPROTOCOL",
+    "ClientMessage",
     "CloseCode",
     "ErrorCode",
-    "ProtocolError",
-    "ProtocolViolation",
     "Hello",
     "Join",
     "Leave",
+    "ProtocolError",
+    "ProtocolViolation",
     "Publish",
     "Set",
-    "ClientMessage",
-    "parse_client_message",
     "encode",
+    "parse_client_message",
 ]
 
 SUBPROTOCOL = "wsdemo.v1"
@@ -195,7 +195,11 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
     """
     if isinstance(text, (bytes, bytearray, memoryview)):
         raise ProtocolViolation(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
-    if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+    # Characters first: a cheap bound before counting the UTF-8 bytes.
+    size = len(text)
+    if size <= MAX_MESSAGE_BYTES:
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(
             CloseCode.MESSAGE_TOO_BIG, f"message over {MAX_MESSAGE_BYTES} bytes"
         )
@@ -257,7 +261,8 @@ def _required_id(obj: dict[str, Any], msg_id: str | None) -> str:
     if msg_id is None:
         raise ProtocolError(
             ErrorCode.BAD_MESSAGE,
-            f"{obj['type']} needs an 'id' (1-{MAX_ID_LENGTH} characters): it is the idempotency key",
+            f"{obj['type']} needs an 'id' (1-{MAX_ID_LENGTH} characters): "
+            "it is the idempotency key",
         )
     return msg_id
 

@@ -454,7 +454,7 @@ class ControlServer:
                 session.close_with(CloseCode.GOING_AWAY, "server stopping")
             try:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.warning("%d client(s) did not close in time", len(self.sessions))
         for room in self.rooms.values():
             if room.bridge is not None:
@@ -601,7 +601,8 @@ class ControlServer:
         )
         lines.append(f"  rooms:     {rooms or 'none yet'}")
         clients = [s.describe() for s in self.sessions]
-        lines.append(f"  clients:   {len(clients)}" + (" — " + "; ".join(clients) if clients else ""))
+        listed = " — " + "; ".join(clients) if clients else ""
+        lines.append(f"  clients:   {len(clients)}{listed}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -613,7 +614,8 @@ class ControlServer:
         state = "running" if self.running else "stopped"
         return (
             f"<div><b>ControlServer {esc(self.name)!s}</b> ({state})<br>"
-            f"WebSocket <code>{esc(self.ws_url)}</code> (subprotocol <code>{SUBPROTOCOL}</code>)<br>"
+            f"WebSocket <code>{esc(self.ws_url)}</code> "
+            f"(subprotocol <code>{SUBPROTOCOL}</code>)<br>"
             f"page <a href='{esc(self.page_url)}' target='_blank'>{esc(self.page_url)}</a><br>"
             f"rooms: {rooms}<br>clients:<ul>{rows}</ul></div>"
         )
