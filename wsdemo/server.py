@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -33,6 +34,7 @@ import tornado.netutil
 import tornado.web
 import tornado.websocket
 
+from .access import AccessDenied, OpenAccess, Principal
 from .eventlog import Event, MemoryEventLog
 from .protocol import (
     MAX_MESSAGE_BYTES,
@@ -100,6 +102,8 @@ class Session(tornado.websocket.WebSocketHandler):
         self.user = "anonymous"
         self.client_name = ""
         self.hello: Hello | None = None
+        self.principal: Principal | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
         self.rooms: dict[str, Room] = {}
         self._queue: asyncio.Queue[str | None] | None = None
         self._writer: asyncio.Task | None = None
@@ -142,6 +146,9 @@ class Session(tornado.websocket.WebSocketHandler):
             msg = parse_client_message(message)
             msg_id = getattr(msg, "id", None)
             await self._dispatch(msg)
+        except AccessDenied as denied:
+            logger.info("refusing %s: %s", self.session_id, denied.reason)
+            self.close_with(denied.close_code, denied.reason)
         except ProtocolViolation as violation:
             logger.info("closing %s: %s", self.session_id, violation.reason)
             self.close_with(violation.close_code, violation.reason)
@@ -165,6 +172,7 @@ class Session(tornado.websocket.WebSocketHandler):
             self._on_leave(msg)
         elif isinstance(msg, Publish):
             room = self._joined_room(msg.room, msg.id)
+            self._authorize("publish", room.name)
             if not room.accepts_publish:
                 raise ProtocolError(
                     ErrorCode.READ_ONLY, f"room {room.name!r} takes no publish", msg.id
@@ -172,6 +180,7 @@ class Session(tornado.websocket.WebSocketHandler):
             await self.server._accept(room, msg.id, self.session_id, "publish", msg.data, self)
         elif isinstance(msg, Set):
             room = self._joined_room(msg.room, msg.id)
+            self._authorize("set", room.name)
             if room.bridge is None:
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_TARGET, f"room {room.name!r} has no controls", msg.id
@@ -186,10 +195,15 @@ class Session(tornado.websocket.WebSocketHandler):
             raise ProtocolError(ErrorCode.DUPLICATE_HELLO, "hello was already sent")
         if self._hello_timer is not None:
             self._hello_timer.cancel()
+        origin = self.request.headers.get("Origin")
+        self.principal = self.server.access.authenticate(hello, origin)  # may raise AccessDenied
         self.hello = hello
         self.client_name = hello.client or ""
-        # Open mode: nobody is authenticated, so the name is only the client's claim.
-        self.user = hello.client or "anonymous"
+        self.user = self.principal.user
+        if self.principal.expires is not None:
+            loop = asyncio.get_running_loop()
+            delay = self.principal.expires - self.server.clock()
+            self._expiry_timer = loop.call_later(max(0.0, delay), self._token_expired)
         self.send(
             {
                 "type": "welcome",
@@ -202,6 +216,14 @@ class Session(tornado.websocket.WebSocketHandler):
         for room_name, last_seq in hello.resume.items():
             await self._join(room_name, None, resume_from=last_seq)
 
+    def _token_expired(self) -> None:
+        self.close_with(CloseCode.BAD_TOKEN, "token expired")
+
+    def _authorize(self, action: str, room: str) -> None:
+        assert self.principal is not None
+        if not self.server.access.authorize(self.principal, action, room):
+            raise AccessDenied(f"{self.user} may not {action} in {room!r}", CloseCode.FORBIDDEN)
+
     async def _on_join(self, msg: Join) -> None:
         await self._join(msg.room, msg.id)
 
@@ -209,6 +231,7 @@ class Session(tornado.websocket.WebSocketHandler):
         room = self.server.rooms.get(name)
         if room is None:
             raise ProtocolError(ErrorCode.UNKNOWN_ROOM, f"no room {name!r}", msg_id)
+        self._authorize("read", name)
         log = self.server.log
         if resume_from is None:
             seq = await log.last_seq(name)
@@ -311,6 +334,8 @@ class Session(tornado.websocket.WebSocketHandler):
         self._closing = True
         if self._hello_timer is not None:
             self._hello_timer.cancel()
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
         if self._writer is not None:
             self._writer.cancel()
         self.server.sessions.pop(self, None)
@@ -364,6 +389,8 @@ class ControlServer:
         queue_limit: int = 1000,
         ping_interval: float = 20.0,
         allowed_origins: list[str] | None = None,
+        access: Any = None,
+        clock: Any = None,
     ):
         self.host = host
         self.port = port
@@ -372,6 +399,8 @@ class ControlServer:
         self.hello_timeout = hello_timeout
         self.queue_limit = queue_limit
         self.allowed_origins = None if allowed_origins is None else set(allowed_origins)
+        self.access = access if access is not None else OpenAccess()
+        self.clock = clock if clock is not None else time.time
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[Session, None] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -592,6 +621,8 @@ class ControlServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
+        if getattr(self.access, "open", False):
+            state += ", OPEN MODE: no authentication"
         lines = [f"ControlServer {self.name!r} at {self.url} ({state})"]
         lines.append(f"  WebSocket: {self.ws_url} (subprotocol {SUBPROTOCOL})")
         lines.append(f"  page:      {self.page_url}")
