@@ -7,6 +7,9 @@ Sans-I/O. The server asks its ``access`` object two questions:
 * ``authorize(principal, action, room) -> bool`` on every ``join`` (action
   ``"read"``), ``publish`` and ``set`` — False closes the connection with 4403.
 
+An access object may also have ``http_handlers(server) -> list`` of Tornado
+routes, added to the server's application (a token endpoint, for example).
+
 A principal with ``expires`` (a Unix time) is disconnected with 4401 when
 that time passes, even in the middle of a session.
 

@@ -409,11 +409,14 @@ class ControlServer:
         self._session_ids = itertools.count(1)
         self._all_closed: asyncio.Event | None = None
         self._page: bytes | None = None
+        # An access object may serve HTTP routes of its own (a token endpoint).
+        extra = getattr(self.access, "http_handlers", None)
         self._app = tornado.web.Application(
             [
                 (r"/ws", Session, {"server": self}),
                 (r"/status", _StatusHandler, {"server": self}),
                 (r"/(?:index\.html)?", _PageHandler, {"server": self}),
+                *(extra(self) if extra is not None else []),
             ],
             websocket_max_message_size=MAX_MESSAGE_BYTES,
             websocket_ping_interval=ping_interval,
