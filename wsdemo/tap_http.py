@@ -15,7 +15,11 @@ bytes instead of refusing the connection.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
+
+from .wire.errors import WireError
+from .wire.handshake import HandshakeRequest, HandshakeResponse, RequestParser, ResponseParser
 
 __all__ = ["HttpMessage", "HttpSplitError", "HttpStreamSplitter", "parse_head"]
 
@@ -101,8 +105,23 @@ class HttpMessage:
             text += f"  (+{len(self.body)} B body)"
         return text
 
+    @property
+    def handshake(self) -> HandshakeRequest | HandshakeResponse | None:
+        """The codec's reading of this head, if it is one half of a WebSocket handshake."""
+        if not (self.asks_for_websocket or self.status == 101):
+            return None
+        parser = RequestParser() if self.is_request else ResponseParser()
+        try:
+            return parser.feed(self.head)
+        except WireError:
+            return None
+
     def explain(self) -> str:
-        """The message as text, one line per header, body shown as a Python literal."""
+        """The message as text: the codec's annotated table for a handshake,
+        otherwise one line per header and the body as a Python literal."""
+        handshake = self.handshake
+        if handshake is not None:
+            return handshake.explain()
         lines = [self.start_line]
         lines += [f"{k}: {v}" for k, v in self.headers]
         lines.append("")
@@ -110,6 +129,12 @@ class HttpMessage:
             shown = self.body[:200]
             lines.append(repr(shown) + (" ..." if len(self.body) > 200 else ""))
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        handshake = self.handshake
+        if handshake is not None:
+            return handshake._repr_html_()
+        return f"<pre>{html.escape(self.explain())}</pre>"
 
 
 def parse_head(head: bytes) -> tuple[str, tuple[tuple[str, str], ...]]:
