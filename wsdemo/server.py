@@ -71,6 +71,17 @@ class Room:
         self.accepts_publish = publish
         self.members: dict[Session, None] = {}  # a dict keeps join order
         self.bridge: WidgetBridge | None = None
+        # The seq of the newest event this server has applied and broadcast: what
+        # the room's in-memory state (the widgets) reflects.
+        self.applied_seq: int | None = None
+
+    async def current_seq(self) -> int:
+        """The seq that the room's state reflects (read from the log the first time)."""
+        if self.applied_seq is None:
+            last = await self.server.log.last_seq(self.name)
+            if self.applied_seq is None:  # nothing was broadcast while we waited
+                self.applied_seq = last
+        return self.applied_seq
 
     def controls(self) -> dict[str, Any]:
         return {} if self.bridge is None else self.bridge.controls()
@@ -105,6 +116,8 @@ class Session(tornado.websocket.WebSocketHandler):
         self.principal: Principal | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self.rooms: dict[str, Room] = {}
+        self._held: dict[str, list[tuple[int | None, str]]] = {}
+        self._sent_seq: dict[str, int] = {}  # per room: the newest seq sent to this client
         self._queue: asyncio.Queue[str | None] | None = None
         self._writer: asyncio.Task | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
@@ -232,30 +245,58 @@ class Session(tornado.websocket.WebSocketHandler):
         if room is None:
             raise ProtocolError(ErrorCode.UNKNOWN_ROOM, f"no room {name!r}", msg_id)
         self._authorize("read", name)
-        log = self.server.log
         if resume_from is None:
-            seq = await log.last_seq(name)
-            snapshot = self._snapshot(room, seq, msg_id)
+            seq = await room.current_seq()
+            # No await between the snapshot and entering: every later event reaches us.
+            self.send(self._snapshot(room, seq, msg_id))
+            self._sent_seq[room.name] = seq
             self._enter(room)
-            self.send(snapshot)
         else:
-            # Read the gap and enter the room with no await in between, so no
-            # live event can fall between the replay and the live stream.
-            first = await log.first_seq(name)
-            last = await log.last_seq(name)
-            missed = await log.read_after(name, resume_from)
-            complete = resume_from + 1 >= first and resume_from <= last
-            if not complete or (missed and missed[-1].seq != last):
-                snapshot = self._snapshot(room, last, msg_id)
-                self._enter(room)
-                self.send(snapshot)
-                self.send(self._recovered(name, resume_from + 1, last, False))
-            else:
-                self._enter(room)
-                for event in missed:
-                    self.send(event.to_message())
-                self.send(self._recovered(name, resume_from + 1, last, True))
+            await self._resume(room, resume_from, msg_id)
         self.server._broadcast(room, room.presence())
+
+    async def _resume(self, room: Room, after: int, msg_id: str | None) -> None:
+        """Replay the events ``> after`` that the log holds, then go live — no gap, no duplicate.
+
+        The session enters the room *first*, with its live events held back, and
+        reads the log after: an event committed while the replay is read is then
+        either in the replay or in the held-back list (or both — the seq tells).
+        """
+        log = self.server.log
+        held: list[tuple[int | None, str]] = []
+        self._held[room.name] = held
+        self._enter(room)
+        try:
+            first = await log.first_seq(room.name)
+            last = await log.last_seq(room.name)
+            complete = first <= after + 1 and after <= last
+            sent = after
+            if complete:
+                while sent < last:
+                    page = await log.read_after(room.name, sent, limit=1000)
+                    if not page:
+                        break
+                    for event in page:
+                        self.send(event.to_message())
+                    sent = page[-1].seq
+                    self._sent_seq[room.name] = max(self._sent_seq.get(room.name, 0), sent)
+                self.send(self._recovered(room.name, after + 1, sent, True))
+            else:
+                sent = await room.current_seq()
+                self.send(self._snapshot(room, sent, msg_id))
+                self._sent_seq[room.name] = max(self._sent_seq.get(room.name, 0), sent)
+                self.send(self._recovered(room.name, after + 1, sent, False))
+        except Exception as exc:
+            room.members.pop(self, None)
+            self.rooms.pop(room.name, None)
+            logger.exception("replay of %r failed", room.name)
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"replay failed ({exc}); retry",
+                                msg_id) from None
+        finally:
+            del self._held[room.name]
+        for seq, text in held:
+            if seq is None or seq > sent:
+                self.send_text(text)
 
     @staticmethod
     def _recovered(room: str, first: int, last: int, complete: bool) -> dict[str, Any]:
@@ -299,6 +340,20 @@ class Session(tornado.websocket.WebSocketHandler):
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_text(encode(message))
+
+    def deliver(self, room: str, seq: int | None, text: str) -> None:
+        """A broadcast for ``room``: sent now, or held back while that room is replayed."""
+        if seq is not None:
+            if seq <= self._sent_seq.get(room, 0):
+                return  # already sent by a replay: committed before it was broadcast
+            self._sent_seq[room] = seq
+        held = self._held.get(room)
+        if held is None:
+            self.send_text(text)
+        elif len(held) < self.server.queue_limit:
+            held.append((seq, text))
+        else:
+            self.close_with(CloseCode.TRY_AGAIN_LATER, "too many events during the replay")
 
     def send_text(self, text: str) -> None:
         """Queue one encoded message; a client too slow to keep up is closed, not buffered."""
@@ -543,19 +598,25 @@ class ControlServer:
             raise ProtocolError(
                 ErrorCode.UNAVAILABLE, f"the event log could not keep it ({exc}); retry", msg_id
             ) from None
+        event = appended.event
         if not appended.duplicate and kind == "set" and origin is not None and room.bridge:
             # A remote set changes the widget; a kernel change already has.
-            room.bridge.apply(data["target"], data["value"])
+            try:
+                room.bridge.apply(data["target"], data["value"])
+            except Exception:  # checked before logging, so this is a fault of ours
+                logger.exception("seq %d of %r is logged but could not be applied",
+                                 event.seq, room.name)
         if origin is not None:
             origin.send(appended.ack())
         if not appended.duplicate:
-            self._broadcast(room, appended.event.to_message())
-        return appended.event
+            room.applied_seq = max(room.applied_seq or 0, event.seq)
+            self._broadcast(room, event.to_message(), event.seq)
+        return event
 
-    def _broadcast(self, room: Room, message: dict[str, Any]) -> None:
+    def _broadcast(self, room: Room, message: dict[str, Any], seq: int | None = None) -> None:
         text = encode(message)  # once per broadcast, not once per client
         for session in list(room.members):
-            session.send_text(text)
+            session.deliver(room.name, seq, text)
 
     def call_soon(self, callback: Any, *args: Any) -> None:
         """Run ``callback`` on the server's loop, from any thread."""
