@@ -35,6 +35,7 @@ from typing import Any, Self, TextIO
 from .tap_decode import ConnectionDecoder, Decoded, Direction
 from .tap_frames import FrameView
 from .tap_http import HttpMessage
+from .tap_jupyter import kernel_summary
 from .tap_view import capture_html, capture_table, plot_sequence
 
 __all__ = [
@@ -519,6 +520,11 @@ async def main(listen: int, to: str, host: str = "127.0.0.1") -> int:
     def show_message(message: Message) -> None:
         _print_line(out, f"    {message.direction.arrow} {message.kind:5} {message.nbytes:6} B  "
                          f"{message.summary}")
+        if message.kind == "frame":
+            # in front of Jupyter, name the kernel message a frame carries
+            label = kernel_summary(message.frame)
+            if label is not None:
+                _print_line(out, f"      kernel message: {label}")
 
     tap.on_chunk = show_chunk
     tap.on_message = show_message
