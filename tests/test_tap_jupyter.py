@@ -59,7 +59,7 @@ async def jupyter_port(tmp_path):
             proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await asyncio.wait_for(proc.wait(), 5)
         if drain is not None:

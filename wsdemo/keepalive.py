@@ -123,7 +123,7 @@ class UpdateFeed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._published.wait(), remaining)
         return self.after(seq)
 
@@ -236,7 +236,7 @@ class UpdateServer:
 
     async def close(self) -> None:
         self._http_server.stop()
-        with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._http_server.close_all_connections(), 5)
 
 
@@ -284,7 +284,7 @@ class KeepAliveClient:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            with contextlib.suppress(OSError, asyncio.TimeoutError):
+            with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(self._writer.wait_closed(), 5)
             self._writer = self._reader = None
 
@@ -398,7 +398,7 @@ class PushReceiver(_Receiver):
             # a clean close handshake: Close frame both ways, code 1000
             self.ws.close(1000)
             if self._reading is not None:
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(self._reading, 5)
             self.ws = None
 
@@ -483,7 +483,7 @@ async def _measure_one(
         for client in (poller, long_poller, pusher):
             await client.close()
         for tap in taps.values():
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await tap.wait_closed(timeout=5)
             await tap.close()
     out = []
@@ -589,7 +589,7 @@ class UnsolicitedResponder:
             writer.close()
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
 

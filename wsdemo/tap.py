@@ -351,7 +351,7 @@ class Tap:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         if self._server is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
 

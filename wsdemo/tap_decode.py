@@ -109,7 +109,8 @@ class ConnectionDecoder:
                 out.append(_leftover(direction, rest, "incomplete HTTP message"))
         elif mode is _Mode.HELD:
             if self._held:
-                out.append(_leftover(direction, bytes(self._held), "sent after Upgrade, unanswered"))
+                held = bytes(self._held)
+                out.append(_leftover(direction, held, "sent after Upgrade, unanswered"))
                 self._held.clear()
         elif mode is _Mode.FRAMES:
             rest = self._frames[direction].take_buffer()
