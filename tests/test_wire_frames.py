@@ -166,6 +166,14 @@ def test_max_size_is_checked_before_the_payload_arrives() -> None:
     assert info.value.close_code == 1009
 
 
+def test_huge_control_frame_fails_before_its_payload_arrives() -> None:
+    huge_ping = bytes.fromhex("89 7f 40 00 00 00 00 00 00 00")  # announces 2**62 bytes
+    assert rejected(huge_ping).close_code == 1002
+    lenient = FrameParser(strict=False)
+    assert lenient.parse(huge_ping) == []  # a tap just waits for the bytes
+    assert FrameParser(max_size=10).parse(Frame(Opcode.PING, bytes(100)).serialize())
+
+
 def test_parser_stays_failed_after_an_error() -> None:
     parser = FrameParser()
     with pytest.raises(RemoteProtocolError):

@@ -309,12 +309,16 @@ def _length_note(length: int, size: int) -> str:
     return f"{length} bytes"
 
 
-def read_frame(buffer: Buffer, max_size: int | None = None) -> Generator[None, None, Frame]:
+def read_frame(
+    buffer: Buffer, max_size: int | None = None, strict: bool = False
+) -> Generator[None, None, Frame]:
     """Parse one frame from ``buffer``, waiting (``yield``) for bytes as needed (§5.2).
 
     This only cuts the stream: it checks nothing but what it must to go on —
     the 64-bit length's top bit (§5.2: "the most significant bit MUST be 0")
-    and ``max_size`` (1009), checked *before* buffering the payload.
+    and ``max_size`` for data frames (1009). Both are checked *before* the
+    payload is buffered, and so is, if ``strict``, the 125-byte limit of
+    control frames (1002, §5.5): a peer cannot make us wait for 2**62 bytes.
     """
     header = yield from buffer.read_exact(2)
     first, second = header
@@ -329,7 +333,10 @@ def read_frame(buffer: Buffer, max_size: int | None = None) -> Generator[None, N
         header += extended
         if length >> 63:
             raise RemoteProtocolError("64-bit payload length with its top bit set (§5.2)")
-    if max_size is not None and length > max_size:
+    if first & 0x08:  # a control opcode
+        if strict and length > 125:
+            raise RemoteProtocolError("control frame payload longer than 125 bytes (§5.5)")
+    elif max_size is not None and length > max_size:
         raise RemoteProtocolError(f"frame of {length} bytes exceeds the limit of {max_size}", 1009)
     mask = None
     if second & 0x80:
@@ -429,7 +436,7 @@ class FrameParser:
                 if self._pump is None:
                     if not self.buffer:
                         return
-                    self._pump = Pump(read_frame(self.buffer, self.max_size))
+                    self._pump = Pump(read_frame(self.buffer, self.max_size, self.strict))
                 else:
                     self._pump.resume()
                 if not self._pump.done:
