@@ -26,7 +26,8 @@ async def run(*args: str, timeout: float = 20) -> tuple[int, str, str]:
 @pytest.fixture
 async def served():
     proc = await asyncio.create_subprocess_exec(
-        *PY, "serve", "--port", "0", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        *PY, "serve", "--port", "0", "--log", "memory",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)

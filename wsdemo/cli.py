@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
     serve.add_argument("--no-demo", action="store_true", help="start with no demo controls")
+    serve.add_argument("--log", default="wsdemo.sqlite", metavar="WHERE",
+                       help="event log: a SQLite file (wsdemo.sqlite, survives restarts) "
+                       "or 'memory'")
     serve.add_argument("--room", action="append", default=[], metavar="NAME",
                        help="add a publish room (repeatable)")
 
@@ -150,7 +153,9 @@ def demo_controls() -> dict[str, Any]:
 async def _serve(args: argparse.Namespace) -> int:
     from .server import ControlServer
 
-    server = ControlServer(args.host, args.port)
+    from .logs import open_log
+
+    server = ControlServer(args.host, args.port, log=open_log(args.log))
     if not args.no_demo:
         for name, widget in demo_controls().items():
             server.expose(name, widget)
@@ -162,7 +167,8 @@ async def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise RuntimeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"wsdemo control server on {server.url}  (WebSocket {server.ws_url})", flush=True)
-    print(f"rooms: {', '.join(server.rooms) or 'none'}; Ctrl-C stops it", flush=True)
+    print(f"rooms: {', '.join(server.rooms) or 'none'}; event log: {args.log}; "
+          "Ctrl-C stops it", flush=True)
     try:
         await _until_signal()
     finally:

@@ -91,14 +91,20 @@ class ControlClient:
         self.closed: ConnectionClosed | None = None
         self._pending: dict[str, asyncio.Future] = {}
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue(10_000)
+        # None, at the end, stands for "closed": a waiting reader wakes up.
+        self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(10_000)
         self._welcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
     async def connect(cls, url: str, *, client: str = "python", token: str | None = None,
-                      timeout: float = 5.0, hello: bool = True) -> ControlClient:
-        """Open the WebSocket, send ``hello`` and wait for ``welcome``."""
+                      timeout: float = 5.0, hello: bool = True,
+                      resume: dict[str, int] | None = None) -> ControlClient:
+        """Open the WebSocket, send ``hello`` and wait for ``welcome``.
+
+        ``resume`` maps rooms to the last seq seen there: the server replays what
+        came after, then a ``recovered`` marker, then goes live.
+        """
         ws_url = normalize_url(url)
         request = tornado.httpclient.HTTPRequest(ws_url, connect_timeout=timeout,
                                                  request_timeout=timeout)
@@ -122,6 +128,8 @@ class ControlClient:
             message: dict[str, Any] = {"type": "hello", "client": client}
             if token is not None:
                 message["token"] = token
+            if resume:
+                message["resume"] = dict(resume)
             self.send(message)
             self.welcome = await self._wait(self._welcome)
             self.session = self.welcome.get("session")
@@ -182,8 +190,20 @@ class ControlClient:
                 return event
 
     async def next_message(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """The next message of any type, in arrival order."""
-        return await self._wait(self._messages.get(), timeout)
+        """The next message of any type, in arrival order; :class:`ConnectionClosed` at the end."""
+        message = await self._wait(self._messages.get(), timeout)
+        if message is None:
+            self._messages.put_nowait(None)  # later calls see the end too
+            assert self.closed is not None
+            raise self.closed
+        return message
+
+    def abort(self) -> None:
+        """Drop the TCP connection with no closing handshake, as a network failure would."""
+        stream = getattr(self._conn, "stream", None) or getattr(
+            getattr(self._conn, "protocol", None), "stream", None)
+        if stream is not None:
+            stream.close()
 
     async def wait_closed(self, timeout: float | None = None) -> ConnectionClosed:
         """Wait until the server closes the connection; returns code and reason."""
@@ -192,7 +212,7 @@ class ControlClient:
         return self.closed
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self.closed is None:
+        if self.closed is None and not self._reader.done():
             self._conn.close(code, reason)
         try:
             await asyncio.wait_for(asyncio.shield(self._reader), self.timeout)
@@ -218,6 +238,9 @@ class ControlClient:
                 continue
             self._receive(message)
         self.closed = ConnectionClosed(self._conn.close_code, self._conn.close_reason)
+        if self._messages.full():
+            self._messages.get_nowait()
+        self._messages.put_nowait(None)
         for future in [self._welcome, *self._pending.values()]:
             if not future.done():
                 future.set_exception(self.closed)
@@ -235,6 +258,8 @@ class ControlClient:
         elif kind == "event":
             self.last_seq[message["room"]] = message["seq"]
             self._events.put_nowait(message)
+        elif kind == "recovered":
+            self.last_seq[message["room"]] = message["to"]
         elif kind == "snapshot":
             self.snapshots[message["room"]] = message
             self.last_seq[message["room"]] = message["seq"]

@@ -1,0 +1,124 @@
+"""Every event log keeps the same rules; the SQLite log also keeps them across a restart."""
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from wsdemo.eventlog import MemoryEventLog
+from wsdemo.logs import open_log
+from wsdemo.sqlite_log import EventLogError, SQLiteEventLog
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def log(request, tmp_path):
+    made = (MemoryEventLog(max_events=5) if request.param == "memory"
+            else SQLiteEventLog(tmp_path / "events.sqlite", max_events=5))
+    yield made
+    await made.close()
+
+
+async def test_seq_per_room_gap_free_under_concurrency(log):
+    results = await asyncio.gather(*(log.append(f"r{i % 2}", f"m{i}", "s", "publish", i)
+                                     for i in range(20)))
+    for room in ("r0", "r1"):
+        seqs = [a.event.seq for a in results if a.event.room == room]
+        assert seqs == list(range(1, 11))
+    assert await log.last_seq("r0") == 10
+
+
+async def test_duplicate_id_answers_the_first_seq(log):
+    first = await log.append("r", "m1", "s1", "set", {"target": "t", "value": 1})
+    again = await log.append("r", "m1", "s2", "set", {"target": "t", "value": 2})
+    assert again.duplicate and again.event.seq == first.event.seq == 1
+    assert again.event.data == {"target": "t", "value": 1}
+
+
+async def test_retention_and_read_after(log):
+    for i in range(1, 9):
+        await log.append("r", f"m{i}", "s", "publish", {"n": i})
+    held = await log.read_after("r", 0)
+    assert [e.seq for e in held] == [4, 5, 6, 7, 8]
+    assert [e.data["n"] for e in held] == [4, 5, 6, 7, 8]
+    assert await log.first_seq("r") == 4
+    assert [e.seq for e in await log.read_after("r", 5, limit=2)] == [6, 7]
+    # An id whose event is past retention is still recognised.
+    again = await log.append("r", "m1", "s", "publish", {"n": 1})
+    assert again.duplicate and again.event.seq == 1
+
+
+async def test_sqlite_survives_reopen_with_dedupe(tmp_path):
+    path = tmp_path / "events.sqlite"
+    log = SQLiteEventLog(path)
+    await log.append("r", "a", "s", "publish", [1])
+    await log.append("r", "b", "s", "publish", [2])
+    await log.close()
+    log = SQLiteEventLog(path)
+    try:
+        assert await log.last_seq("r") == 2
+        assert (await log.append("r", "b", "s", "publish", [2])).duplicate
+        assert (await log.append("r", "c", "s", "publish", [3])).event.seq == 3
+        assert [e.data for e in await log.read_after("r", 0)] == [[1], [2], [3]]
+    finally:
+        await log.close()
+
+
+async def test_sqlite_append_returns_after_commit(tmp_path):
+    path = tmp_path / "events.sqlite"
+    log = SQLiteEventLog(path, synchronous="NORMAL")
+    try:
+        await log.append("r", "a", "s", "publish", "kept")
+        # Another connection sees it at once: it was committed before append returned.
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT data FROM events").fetchall() == [('"kept"',)]
+        other.close()
+    finally:
+        await log.close()
+
+
+async def test_sqlite_retention_by_age(tmp_path):
+    now = [1000.0]
+    log = SQLiteEventLog(tmp_path / "e.sqlite", max_age=60, clock=lambda: now[0])
+    try:
+        await log.append("r", "old", "s", "publish", 1)
+        now[0] += 120
+        await log.append("r", "new", "s", "publish", 2)
+        assert [e.seq for e in await log.read_after("r", 0)] == [2]
+        assert await log.first_seq("r") == 2
+    finally:
+        await log.close()
+
+
+def test_corrupted_file_is_refused_at_open(tmp_path):
+    path = tmp_path / "broken.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(EventLogError, match="not a usable SQLite database"):
+        SQLiteEventLog(path)
+
+
+async def test_damaged_database_is_refused_at_open(tmp_path):
+    path = tmp_path / "damaged.sqlite"
+    log = SQLiteEventLog(path, max_events=100_000)
+    for i in range(300):
+        await log.append("r", f"m{i}", "s", "publish", "x" * 200)
+    await log.close()
+    data = bytearray(path.read_bytes())
+    data[4096 * 2 : 4096 * 2 + 512] = b"\xff" * 512  # scribble over a b-tree page
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventLogError):
+        SQLiteEventLog(path)
+
+
+def test_unwritable_place_is_refused_at_open(tmp_path):
+    with pytest.raises(EventLogError, match="cannot open"):
+        SQLiteEventLog(tmp_path / "no-such-folder" / "events.sqlite")
+    with pytest.raises(EventLogError, match="is a folder"):
+        SQLiteEventLog(tmp_path)
+
+
+def test_open_log_picks_by_name(tmp_path):
+    assert isinstance(open_log("memory"), MemoryEventLog)
+    assert isinstance(open_log(None), MemoryEventLog)
+    log = open_log(f"sqlite:{tmp_path / 'x.sqlite'}")
+    assert isinstance(log, SQLiteEventLog)
+    asyncio.run(log.close())
