@@ -193,6 +193,27 @@ async def test_handler_outcome_sets_the_close_code() -> None:
             assert client.close_code == code
 
 
+async def test_server_shutdown_closes_open_connections_with_1001() -> None:
+    server = await mini.serve()
+    client = await mini.connect(server.url)
+    await asyncio.wait_for(server.aclose(), T)
+    with pytest.raises(mini.ConnectionClosed) as info:
+        await asyncio.wait_for(client.recv(), T)
+    assert info.value.code == 1001
+
+
+async def test_close_against_a_silent_peer_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mini, "CLOSE_TIMEOUT", 0.2)
+    server, received = await crafted_server(b"")  # answers the 101, then never replies
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        client = await mini.connect(f"ws://127.0.0.1:{port}/")
+        await asyncio.wait_for(client.close(), T)
+        assert client.close_code == 1006  # no Close came back: abnormal closure
+        [close] = FrameParser(expect_masked=True).parse(await asyncio.wait_for(received, T))
+        assert parse_close(close.payload) == (1000, "")
+
+
 # ---------------------------------------------------------------- the mini client's own rules
 
 
@@ -369,9 +390,9 @@ async def test_chromium_websocket_talks_to_the_mini_server(browser) -> None:  # 
             await connection.send(message)
 
     async with await mini.serve(echo_then_close, subprotocols=["wsdemo.v1"]) as server:
-        page = await browser.new_page()
+        page = await asyncio.wait_for(browser.new_page(), 3 * T)
         result = await asyncio.wait_for(page.evaluate(BROWSER_SCRIPT, server.url), 3 * T)
-        await page.close()
+        await asyncio.wait_for(page.close(), T)
     assert result == {
         "protocol": "wsdemo.v1",
         "got": ["héllo", [0, 1, 2, 255], 70000],

@@ -183,13 +183,14 @@ class MiniConnection:
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake (§7.1.2), waiting at most ``CLOSE_TIMEOUT``."""
-        if self.protocol.state is State.OPEN:
-            self.protocol.close(code, reason)
-            await self._flush()
         try:
+            if self.protocol.state is State.OPEN:
+                self.protocol.close(code, reason)
+                await asyncio.wait_for(self._flush(), CLOSE_TIMEOUT)
             await asyncio.wait_for(self._closed.wait(), CLOSE_TIMEOUT)
         except TimeoutError:
-            self._writer.close()  # the peer never answered: drop the TCP connection
+            # The peer neither read nor answered: drop the TCP connection.
+            self._writer.transport.abort()
             self._reading.cancel()
         await asyncio.wait({self._reading}, timeout=CLOSE_TIMEOUT)
 

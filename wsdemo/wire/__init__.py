@@ -10,6 +10,14 @@ It imports no socket, asyncio or tornado: a lesson can feed it bytes by hand.
 - :mod:`~wsdemo.wire.capture` — read a recorded byte stream: head + frames + offsets
 - :mod:`~wsdemo.wire.errors` — whose fault: ``LocalProtocolError`` vs ``RemoteProtocolError``
 - :mod:`~wsdemo.wire.explain` — the annotated field tables (text and HTML)
+
+Errors say whose fault it was::
+
+    WireError
+    ├── LocalProtocolError     the caller misused the API; nothing was sent
+    └── RemoteProtocolError    the peer broke RFC 6455; .close_code to send
+        └── HandshakeError     bad opening handshake; .status/.headers of the
+                               HTTP refusal (server side), status None (client)
 """
 
 from __future__ import annotations

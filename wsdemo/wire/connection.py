@@ -33,6 +33,7 @@ from .frames import (
     Frame,
     FrameParser,
     Opcode,
+    is_valid_close_code,
     new_utf8_decoder,
     parse_close,
     serialize_close,
@@ -318,9 +319,11 @@ class Connection:
     def _fail(self, error: RemoteProtocolError) -> None:
         """Fail the WebSocket connection (§7.1.7): send a Close with the code, stop."""
         if self.state is State.OPEN:
-            payload = serialize_close(error.close_code, _truncate_utf8(error.reason, 123))
+            # 1005/1006/1015 only report; they may not travel in a Close frame (§7.4.1).
+            code = error.close_code if is_valid_close_code(error.close_code) else 1002
+            payload = serialize_close(code, _truncate_utf8(error.reason, 123))
             self._send_frame(Frame(Opcode.CLOSE, payload))
-            self.close_sent = (error.close_code, error.reason)
+            self.close_sent = (code, error.reason)
         self.failure = error
         self._events.append(ConnectionFailed(error))
         self._move("protocol error")
