@@ -136,3 +136,12 @@ def test_importing_the_codec_imports_no_networking() -> None:
             "bad = {'socket', 'asyncio', 'tornado', 'selectors', 'ssl'} & set(sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    from wsdemo.wire import frames, handshake
+
+    for module in (frames, handshake):
+        assert doctest.testmod(module).failed == 0
