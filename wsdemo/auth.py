@@ -506,6 +506,12 @@ def _token_handler() -> type:
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(json.dumps({"error": message}))
 
+        def write_error(self, status_code: int, **kwargs: Any) -> None:
+            # Tornado's own refusals (405 for GET, 500) in the same JSON shape,
+            # and without a traceback even in debug mode.
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"error": self._reason}))
+
     return TokenHandler
 
 
