@@ -360,12 +360,14 @@ async def test_page_reconnects_by_itself_after_a_restart(page, demo_widgets):
         await expect(page.locator("#log li.conn").first).to_contain_text(
             "closed 1001 going away: server stopping")
         await expect(control(page, "speed")).to_be_disabled()  # nowhere to send a change
+        await expect(page.locator("#members li")).to_have_text(["unknown while disconnected"])
 
         demo_widgets["speed"].value = 9  # changed while no server was watching
         second = _serve_demo(first.port, demo_widgets)
         await expect(app).to_have_attribute("data-state", "live", timeout=10_000)
         await expect(control(page, "speed")).to_have_value("9")
         await expect(app).to_have_attribute("data-seq", "0")  # a new server, a new log
+        await expect(page.locator("#members li")).to_have_text(["page"])
         await expect(control(page, "speed")).to_be_enabled()
 
         # And it works both ways on the new connection.
