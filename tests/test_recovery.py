@@ -205,3 +205,105 @@ async def test_kill_9_while_publishing_and_reading(tmp_path):
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
             await asyncio.wait_for(proc.wait(), 10)
+
+
+class CuttingProxy:
+    """A TCP proxy that cuts each connection after a random number of bytes (either way)."""
+
+    def __init__(self, target_port, cuts, seed=6455):
+        self.target_port = target_port
+        self.cuts_left = cuts
+        self.cut = 0
+        self.rng = random.Random(seed)
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, client_r, client_w):
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        budget = [self.rng.randint(1, 1500) if self.cuts_left > 0 else None]
+        if budget[0] is not None:
+            self.cuts_left -= 1
+
+        async def pump(reader, writer):
+            try:
+                while chunk := await reader.read(4096):
+                    if budget[0] is not None:
+                        if len(chunk) >= budget[0]:
+                            writer.write(chunk[: budget[0]])  # part of a frame, then nothing
+                            await writer.drain()
+                            self.cut += 1
+                            break
+                        budget[0] -= len(chunk)
+                    writer.write(chunk)
+                    await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                for w in (client_w, server_w):
+                    w.transport.abort()
+
+        await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
+
+    async def stop(self):
+        self.server.close()
+
+
+async def test_connection_cut_mid_frame_200_times(sqlite_server):
+    servers, _ = sqlite_server
+    proxy = await CuttingProxy(servers[0].port, cuts=200).start()
+    url = f"127.0.0.1:{proxy.port}"
+    total = 200
+    reader = ReconnectingClient(url, rooms=["chat"], client="reader", backoff=FAST, timeout=2)
+    writer = ReconnectingClient(url, rooms=["chat"], client="writer", backoff=FAST, timeout=2)
+    try:
+        await asyncio.gather(reader.start(wait_live=False), writer.start(wait_live=False))
+        seen = []
+        reading = asyncio.ensure_future(collect(reader, "chat", total, seen))
+        pad = "p" * 200  # enough traffic for every cut to land somewhere
+        acks = [await writer.publish("chat", {"i": i, "pad": pad}, id=f"m{i}", timeout=60)
+                for i in range(total)]
+        events = await asyncio.wait_for(reading, 60)
+        assert proxy.cut == 200, f"only {proxy.cut} cuts happened"
+        seq_of = {a["id"]: a["seq"] for a in acks}
+        assert sorted(seq_of.values()) == list(range(1, total + 1))
+        assert [e["seq"] for e in events] == list(range(1, total + 1))
+        assert {e["id"]: e["seq"] for e in events} == seq_of
+        assert reader.gaps == 0
+    finally:
+        await reader.close()
+        await writer.close()
+        await proxy.stop()
+
+
+async def test_slow_consumer_cut_off_then_resumes_without_loss(tmp_path):
+    srv = ControlServer(port=0, queue_limit=16,
+                        log=SQLiteEventLog(tmp_path / "e.sqlite", synchronous="NORMAL"))
+    srv.add_room("firehose", publish=False)
+    srv.start()
+    try:
+        slow = await ControlClient.connect(srv.ws_url, client="slow")
+        await slow.join("firehose")
+        stream = slow._conn.protocol.stream
+        # Stop reading: pause the socket, as a client stuck in a long computation would.
+        stream.io_loop.remove_handler(stream.fileno())
+        pad = "z" * 30_000
+        sent = 0
+        session = next(s for s in srv.sessions if s.client_name == "slow")
+        while session in srv.sessions and not session._closing and sent < 3000:
+            await srv.publish("firehose", {"n": sent, "pad": pad})
+            sent += 1
+        assert session._closing, "the server must cut off a reader that does not read"
+        assert session._queue.qsize() <= 16, "its queue stays bounded"
+        back = await ControlClient.connect(srv.ws_url, client="slow-again",
+                                           resume={"firehose": 0})
+        got = []
+        while len(got) < sent:
+            got.append((await back.next_event("firehose"))["seq"])
+        assert got == list(range(1, sent + 1))
+        await back.close()
+        stream.close()
+    finally:
+        await srv.stop()

@@ -151,9 +151,8 @@ def demo_controls() -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .server import ControlServer
-
     from .logs import open_log
+    from .server import ControlServer
 
     server = ControlServer(args.host, args.port, log=open_log(args.log))
     if not args.no_demo:

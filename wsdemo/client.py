@@ -145,7 +145,11 @@ class ControlClient:
         if self.closed is not None:
             raise self.closed
         binary = isinstance(data, bytes)
-        self._conn.write_message(data, binary=binary)
+        try:
+            self._conn.write_message(data, binary=binary)
+        except tornado.websocket.WebSocketClosedError:
+            # Closed under us before the reader noticed: say it the same way.
+            raise ConnectionClosed(self._conn.close_code, self._conn.close_reason) from None
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send a message with an ``id`` and wait for the reply that carries it."""

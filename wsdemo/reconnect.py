@@ -155,6 +155,9 @@ class ReconnectingClient:
                 if closed.code in NO_RETRY:
                     return self._give_up(f"closed with {closed.code}: {closed.reason}")
                 logger.info("%s: connection lost (%s)", self.client_name, closed)
+            except Exception:  # whatever broke this connection, the next one may work
+                logger.exception("%s: connection failed", self.client_name)
+                conn.abort()
             finally:
                 self._live.clear()
                 self._conn = None
@@ -253,7 +256,10 @@ class ReconnectingClient:
             future = self._acks[msg_id] = asyncio.get_running_loop().create_future()
         self.outbox[msg_id] = message
         if self._conn is not None and self._live.is_set() and self._conn.closed is None:
-            self._conn.send(message)
+            try:
+                self._conn.send(message)
+            except ConnectionClosed:
+                pass  # it stays in the outbox and goes out after the reconnect
         limit = self.timeout * 6 if timeout is None else timeout
         try:
             return await asyncio.wait_for(asyncio.shield(future), limit)

@@ -134,6 +134,7 @@ class Session(tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         self.session_id = self.server._new_session_id()
         self._queue = asyncio.Queue(self.server.queue_limit)
+        self._taken = asyncio.Event()  # set each time the writer takes a message
         self._writer = asyncio.ensure_future(self._write_queued())
         self._hello_timer = asyncio.get_running_loop().call_later(
             self.server.hello_timeout, self._hello_expired
@@ -277,15 +278,17 @@ class Session(tornado.websocket.WebSocketHandler):
                     if not page:
                         break
                     for event in page:
-                        self.send(event.to_message())
+                        # Waits for room in the queue: a catch-up of 100,000 events
+                        # must be paced by the client's reading, not refused.
+                        await self.send_paced(encode(event.to_message()))
                     sent = page[-1].seq
                     self._sent_seq[room.name] = max(self._sent_seq.get(room.name, 0), sent)
-                self.send(self._recovered(room.name, after + 1, sent, True))
+                await self.send_paced(encode(self._recovered(room.name, after + 1, sent, True)))
             else:
                 sent = await room.current_seq()
-                self.send(self._snapshot(room, sent, msg_id))
                 self._sent_seq[room.name] = max(self._sent_seq.get(room.name, 0), sent)
-                self.send(self._recovered(room.name, after + 1, sent, False))
+                await self.send_paced(encode(self._snapshot(room, sent, msg_id)))
+                await self.send_paced(encode(self._recovered(room.name, after + 1, sent, False)))
         except Exception as exc:
             room.members.pop(self, None)
             self.rooms.pop(room.name, None)
@@ -296,7 +299,7 @@ class Session(tornado.websocket.WebSocketHandler):
             del self._held[room.name]
         for seq, text in held:
             if seq is None or seq > sent:
-                self.send_text(text)
+                await self.send_paced(text)
 
     @staticmethod
     def _recovered(room: str, first: int, last: int, complete: bool) -> dict[str, Any]:
@@ -355,6 +358,22 @@ class Session(tornado.websocket.WebSocketHandler):
         else:
             self.close_with(CloseCode.TRY_AGAIN_LATER, "too many events during the replay")
 
+    async def send_paced(self, text: str) -> None:
+        """Queue one message, waiting while the queue is half full (used by the replay).
+
+        Half, not full: live events keep arriving during a catch-up and must
+        still find room, or a client that reads perfectly well would be cut off.
+        """
+        assert self._queue is not None
+        while self._queue.qsize() >= max(1, self.server.queue_limit // 2):
+            if self._closing:
+                raise tornado.websocket.WebSocketClosedError()
+            self._taken.clear()
+            await self._taken.wait()
+        if self._closing:
+            raise tornado.websocket.WebSocketClosedError()
+        self._queue.put_nowait(text)
+
     def send_text(self, text: str) -> None:
         """Queue one encoded message; a client too slow to keep up is closed, not buffered."""
         if self._closing or self._queue is None:
@@ -372,6 +391,7 @@ class Session(tornado.websocket.WebSocketHandler):
         assert self._queue is not None
         while True:
             text = await self._queue.get()
+            self._taken.set()
             if text is None:
                 return
             try:
@@ -393,6 +413,7 @@ class Session(tornado.websocket.WebSocketHandler):
             self._expiry_timer.cancel()
         if self._writer is not None:
             self._writer.cancel()
+        self._taken.set()  # a paced replay waiting for room wakes up and stops
         self.server.sessions.pop(self, None)
         for room in list(self.rooms.values()):
             room.members.pop(self, None)
@@ -475,7 +496,7 @@ class ControlServer:
             ],
             websocket_max_message_size=MAX_MESSAGE_BYTES,
             websocket_ping_interval=ping_interval,
-            websocket_ping_timeout=3 * ping_interval,
+            websocket_ping_timeout=ping_interval,
         )
 
     # --- life cycle ------------------------------------------------------------
