@@ -427,7 +427,8 @@ def test_our_signature_on_odd_claims_never_crashes(access, claims):
 def test_normalize_permissions():
     assert normalize_permissions({"a": ["read", "read"], "*": []}) == {
         "a": frozenset({"read"}), "*": frozenset()}
-    for bad in ([], {"": ["read"]}, {"a": "read"}, {1: ["read"]}, {"a": [None]}):
+    for bad in ([], {"": ["read"]}, {"a": "read"}, {"a": {"read": 1}}, {1: ["read"]},
+                {"a": [None]}):
         with pytest.raises(ValueError):
             normalize_permissions(bad)
 

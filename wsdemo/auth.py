@@ -213,7 +213,9 @@ def normalize_permissions(perm: Any) -> dict[str, frozenset[str]]:
     for room, actions in perm.items():
         if not isinstance(room, str) or not _ROOM.fullmatch(room):
             raise ValueError("a room is a name of 1-64 characters, or '*'")
-        if isinstance(actions, str) or not isinstance(actions, Iterable):
+        # A list (JSON's only sequence), or a set/tuple from Python; a dict or a
+        # string would iterate as something else than what it looks like.
+        if not isinstance(actions, list | tuple | set | frozenset):
             raise ValueError(f"the actions for {room!r} must be a list")
         actions = list(actions)
         if not all(isinstance(a, str) and a in ACTIONS for a in actions):
