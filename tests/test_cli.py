@@ -114,7 +114,7 @@ async def test_refused_upgrade_is_one_line():
 @pytest.mark.parametrize(
     "command",
     [[], ["serve"], ["client", "x"], ["client", "x", "watch"], ["client", "x", "set"],
-     ["client", "x", "publish"], ["tap"], ["notebooks"], ["course"]],
+     ["client", "x", "publish"], ["tap"], ["notebooks"], ["course"], ["bench"]],
 )
 def test_every_command_has_help(command):
     out = subprocess.run([*PY, *command, "--help"], capture_output=True, text=True, timeout=30)

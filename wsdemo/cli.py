@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all)")
     notebooks.add_argument("--timeout", type=int, default=600, help="seconds per cell (600)")
 
+    bench = commands.add_parser(
+        "bench", help="measure the channel against bare Tornado and websockets", add_help=False,
+        description="Run the benchmark; `python -m wsdemo bench --help` lists its options.")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
+
     course = commands.add_parser(
         "course", help="open the course in JupyterLab",
         description="Open JupyterLab on notebooks/00-index.ipynb (adds --allow-root when "
@@ -100,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options, --help included
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
