@@ -47,7 +47,10 @@ def chromium_path() -> str:
 @pytest.fixture
 async def browser(chromium_path):
     """A headless Debian Chromium driven by Playwright (never a downloaded browser)."""
-    playwright_api = pytest.importorskip("playwright.async_api")
+    try:
+        import playwright.async_api as playwright_api
+    except ImportError:
+        need("browser", False, "playwright is not installed (pip install playwright)")
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:

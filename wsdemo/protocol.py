@@ -143,7 +143,7 @@ class ProtocolViolation(Exception):
 @dataclass(frozen=True)
 class Hello:
     type: ClassVar[str] = "hello"
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a repr must never leak it
     client: str | None = None
     resume: dict[str, int] = field(default_factory=dict)
 
