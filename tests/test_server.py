@@ -318,3 +318,14 @@ async def test_cross_site_origin_refused_at_the_upgrade(server):
     async with websockets.connect(server.ws_url, origin="http://localhost:9999") as ws:
         await ws.send(json.dumps({"type": "hello"}))
         assert json.loads(await ws.recv())["type"] == "welcome"
+
+
+async def test_waiting_for_one_room_keeps_the_other_rooms_events(server, connect):
+    a = await joined(connect, "a")
+    await a.join("chat")
+    await a.publish("chat", "first")
+    await a.set("controls", "speed", 3)
+    assert (await a.next_event("controls"))["data"]["value"] == 3
+    assert (await a.next_event("chat"))["data"] == "first", "the chat event was kept"
+    with pytest.raises(TimeoutError):
+        await a.next_event("chat", timeout=0.2)

@@ -90,7 +90,10 @@ class ControlClient:
         self.received: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.closed: ConnectionClosed | None = None
         self._pending: dict[str, asyncio.Future] = {}
-        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # Events wait here until read: all of them, and per room, so that waiting for
+        # one room's event never throws away another room's.
+        self._events: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self._event_arrived = asyncio.Event()
         # None, at the end, stands for "closed": a waiting reader wakes up.
         self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(10_000)
         self._welcome: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -187,11 +190,25 @@ class ControlClient:
 
     async def next_event(self, room: str | None = None, *, timeout: float | None = None
                          ) -> dict[str, Any]:
-        """The next ``event`` (of ``room``, if given), waiting at most ``timeout``."""
+        """The next unread ``event`` (of ``room``, if given), waiting at most ``timeout``.
+
+        Events of other rooms stay unread for a later call.
+        """
+        loop = asyncio.get_running_loop()
+        limit = self.timeout if timeout is None else timeout
+        deadline = loop.time() + limit
         while True:
-            event = await self._wait(self._events.get(), timeout)
-            if room is None or event.get("room") == room:
-                return event
+            for i, event in enumerate(self._events):
+                if room is None or event.get("room") == room:
+                    del self._events[i]
+                    return event
+            if self.closed is not None:
+                raise self.closed
+            self._event_arrived.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no event from {self.url} within {limit:g} s")
+            await self._wait(self._event_arrived.wait(), remaining)
 
     async def next_message(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The next message of any type, in arrival order; :class:`ConnectionClosed` at the end."""
@@ -245,6 +262,7 @@ class ControlClient:
         if self._messages.full():
             self._messages.get_nowait()
         self._messages.put_nowait(None)
+        self._event_arrived.set()  # a waiting next_event sees the close
         for future in [self._welcome, *self._pending.values()]:
             if not future.done():
                 future.set_exception(self.closed)
@@ -261,7 +279,8 @@ class ControlClient:
             self._welcome.set_result(message)
         elif kind == "event":
             self.last_seq[message["room"]] = message["seq"]
-            self._events.put_nowait(message)
+            self._events.append(message)
+            self._event_arrived.set()
         elif kind == "recovered":
             self.last_seq[message["room"]] = message["to"]
         elif kind == "snapshot":

@@ -711,10 +711,11 @@ class ControlServer:
         lines = [f"ControlServer {self.name!r} at {self.url} ({state})"]
         lines.append(f"  WebSocket: {self.ws_url} (subprotocol {SUBPROTOCOL})")
         lines.append(f"  page:      {self.page_url}")
-        rooms = ", ".join(
-            f"{r.name} ({len(r.controls())} controls)" if r.bridge else r.name
-            for r in self.rooms.values()
-        )
+        def described(room: Room) -> str:
+            n = len(room.controls())
+            return f"{room.name} ({n} control{'' if n == 1 else 's'})" if room.bridge else room.name
+
+        rooms = ", ".join(described(r) for r in self.rooms.values())
         lines.append(f"  rooms:     {rooms or 'none yet'}")
         clients = [s.describe() for s in self.sessions]
         listed = " — " + "; ".join(clients) if clients else ""
