@@ -286,8 +286,16 @@ class Capture:
         # The notebook's text/plain: the table (stable), never raw times.
         printer.text(self.table())
 
+    def to_html(self, *, times: bool = False) -> str:
+        """The table as HTML, each row opening onto its field-by-field explanation.
+
+        Without ``times`` it holds nothing that changes from run to run except
+        what the bytes themselves carry (a ``Date`` header, a random mask).
+        """
+        return capture_html(self, times=times)
+
     def _repr_html_(self) -> str:
-        return capture_html(self)
+        return self.to_html()
 
     def plot(self, ax: Any = None, *, y: str = "order", max_label: int = 46) -> Any:
         """Draw a sequence diagram on ``ax`` (a new figure if None); returns the Axes.

@@ -78,7 +78,7 @@ def _detail(message: Message) -> str:
     return ""
 
 
-def capture_html(capture: Capture, *, limit: int = 300) -> str:
+def capture_html(capture: Capture, *, times: bool = False, limit: int = 300) -> str:
     from .tap_decode import Direction
 
     up = capture.nbytes(Direction.C2S)
@@ -94,10 +94,10 @@ def capture_html(capture: Capture, *, limit: int = 300) -> str:
             f'<span style="background:{_ROW_BACKGROUND["control"]}">control frame</span></p>'
         ),
         '<table style="font-family:monospace;font-size:90%;border-collapse:collapse">',
-        (
-            "<tr><th>#</th><th>ms</th><th>conn</th><th>direction</th><th>bytes</th>"
-            "<th>kind</th><th style='text-align:left'>what (click for detail)</th></tr>"
-        ),
+        "<tr><th>#</th>"
+        + ("<th>ms</th>" if times else "")
+        + "<th>conn</th><th>direction</th><th>bytes</th><th>kind</th>"
+        + "<th style='text-align:left'>what (click for detail)</th></tr>",
     ]
     for m in capture.messages[:limit]:
         background = _ROW_BACKGROUND[_style_kind(m)]
@@ -110,9 +110,12 @@ def capture_html(capture: Capture, *, limit: int = 300) -> str:
             )
         parts.append(
             f'<tr style="background:{background};vertical-align:top">'
-            f"<td>{m.index}</td><td>{(m.t - capture.t0) * 1000:.1f}</td><td>{m.conn}</td>"
-            f"<td>{html.escape(m.direction.value)}</td><td style='text-align:right'>{m.nbytes}</td>"
-            f"<td>{m.kind}</td><td style='text-align:left'>{what}</td></tr>"
+            f"<td>{m.index}</td>"
+            + (f"<td>{(m.t - capture.t0) * 1000:.1f}</td>" if times else "")
+            + f"<td>{m.conn}</td>"
+            + f"<td>{html.escape(m.direction.value)}</td>"
+            + f"<td style='text-align:right'>{m.nbytes}</td>"
+            + f"<td>{m.kind}</td><td style='text-align:left'>{what}</td></tr>"
         )
     parts.append("</table>")
     if len(capture.messages) > limit:
