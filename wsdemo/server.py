@@ -74,6 +74,7 @@ class Room:
         # The seq of the newest event this server has applied and broadcast: what
         # the room's in-memory state (the widgets) reflects.
         self.applied_seq: int | None = None
+        self.local_ids: set[str] = set()  # kernel changes of ours, not yet followed back
 
     async def current_seq(self) -> int:
         """The seq that the room's state reflects (read from the log the first time)."""
@@ -483,6 +484,7 @@ class ControlServer:
         self._thread_id: int | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
         self._session_ids = itertools.count(1)
+        self._followers: dict[str, asyncio.Task] = {}
         self._all_closed: asyncio.Event | None = None
         self._page: bytes | None = None
         # An access object may serve HTTP routes of its own (a token endpoint).
@@ -543,6 +545,8 @@ class ControlServer:
         self.port = sockets[0].getsockname()[1]
         self._http = tornado.httpserver.HTTPServer(self._app)
         self._http.add_sockets(sockets)
+        for room in self.rooms.values():
+            self._start_follower(room)
         logger.info("control server %r listening on %s", self.name, self.url)
         return self
 
@@ -564,6 +568,10 @@ class ControlServer:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)
             except TimeoutError:
                 logger.warning("%d client(s) did not close in time", len(self.sessions))
+        for task in self._followers.values():
+            task.cancel()
+        await asyncio.gather(*self._followers.values(), return_exceptions=True)
+        self._followers.clear()
         for room in self.rooms.values():
             if room.bridge is not None:
                 room.bridge.close()
@@ -586,9 +594,54 @@ class ControlServer:
         room = self.rooms.get(name)
         if room is None:
             room = self.rooms[name] = Room(self, name, publish=publish)
+            if self.running:
+                self._start_follower(room)
         else:
             room.accepts_publish = publish
         return room
+
+    # --- fan-out through a shared log (several servers) ----------------------------
+    #
+    # With a log that several servers share (Redis), the server that appends an
+    # event is not the only one with members in the room. So no server broadcasts
+    # what it appended; each follows the room's log and applies and broadcasts
+    # every event, from any server, in seq order.
+
+    @property
+    def shared_log(self) -> bool:
+        return bool(getattr(self.log, "shared", False))
+
+    def _start_follower(self, room: Room) -> None:
+        if self.shared_log and room.name not in self._followers:
+            task = asyncio.ensure_future(self._follow(room))
+            self._followers[room.name] = task
+
+    async def _follow(self, room: Room) -> None:
+        after = await room.current_seq()
+        while True:
+            try:
+                async for event in self.log.follow(room.name, after):
+                    self._apply_followed(room, event)
+                    after = event.seq
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the log retries by itself; this is a last resort
+                logger.exception("following %r failed; following again", room.name)
+                await asyncio.sleep(1.0)
+
+    def _apply_followed(self, room: Room, event: Event) -> None:
+        if event.seq <= (room.applied_seq or 0):
+            return
+        if event.kind == "set" and room.bridge is not None and event.id not in room.local_ids:
+            data = event.data if isinstance(event.data, dict) else {}
+            try:
+                value = room.bridge.check(data.get("target", ""), data.get("value"))
+                room.bridge.apply(data["target"], value)
+            except Exception as exc:  # another server's controls may differ from ours
+                logger.warning("seq %d of %r not applied here: %s", event.seq, room.name, exc)
+        room.local_ids.discard(event.id)
+        room.applied_seq = event.seq
+        self._broadcast(room, event.to_message(), event.seq)
 
     def expose(self, target: str, widget: Any, room: str = "controls") -> Any:
         """Make ``widget`` a control named ``target`` in ``room``; returns the widget."""
@@ -612,6 +665,11 @@ class ControlServer:
     async def _accept(self, room: Room, msg_id: str, sender: str, kind: str, data: Any,
                       origin: Session | None) -> Event:
         """Log, apply, acknowledge, broadcast — in that order (an ack means it is kept)."""
+        if self.shared_log and origin is None and kind == "set":
+            # A change made in our own kernel is already applied: the follower must
+            # not apply it again when it comes back from the shared log (it may come
+            # back before append returns, so this is noted first).
+            room.local_ids.add(msg_id)
         try:
             appended = await self.log.append(room.name, msg_id, sender, kind, data)
         except Exception as exc:
@@ -620,6 +678,12 @@ class ControlServer:
                 ErrorCode.UNAVAILABLE, f"the event log could not keep it ({exc}); retry", msg_id
             ) from None
         event = appended.event
+        if self.shared_log:
+            # The room's follower applies and broadcasts it, in seq order with the
+            # events of the other servers.
+            if origin is not None:
+                origin.send(appended.ack())
+            return event
         if not appended.duplicate and kind == "set" and origin is not None and room.bridge:
             # A remote set changes the widget; a kernel change already has.
             try:
