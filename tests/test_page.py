@@ -136,6 +136,11 @@ async def test_page_draws_every_control_from_the_snapshot(page, server, path):
     await expect(page.locator("#endpoint")).to_have_text(server.ws_url)
     await expect(page.locator("#members li")).to_have_text(["page"])
     await expect(control(page, "label")).to_be_enabled()
+    # Open mode: no login form; the user is only the name the page claimed.
+    await expect(page.locator("#login")).to_be_hidden()
+    await expect(page.locator("#user")).to_have_text("page")
+    await expect(page.locator("#logout")).to_be_hidden()
+    await expect(page.locator("#pending")).to_have_text("none")
 
 
 # --- both ways ---------------------------------------------------------------------
@@ -353,22 +358,30 @@ async def test_page_reconnects_by_itself_after_a_restart(page, demo_widgets):
     second = None
     try:
         await open_live(page, first.url)
+        demo_widgets["gain"].value = 0.75  # seq 1 of the first server's (memory) log
+        await page_has_seen(page, 1)
         await first.stop()  # closes every client with 1001
         app = page.locator("#app")
         await expect(app).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
         await expect(page.locator("#status-text")).to_contain_text("reconnecting in")
         await expect(page.locator("#log li.conn").first).to_contain_text(
             "closed 1001 going away: server stopping")
-        await expect(control(page, "speed")).to_be_disabled()  # nowhere to send a change
+        # Still usable: a change made now would wait in the outbox (test_page_recovery).
+        await expect(control(page, "speed")).to_be_enabled()
         await expect(page.locator("#members li")).to_have_text(["unknown while disconnected"])
 
         demo_widgets["speed"].value = 9  # changed while no server was watching
         second = _serve_demo(first.port, demo_widgets)
         await expect(app).to_have_attribute("data-state", "live", timeout=10_000)
+        # The page resumed from seq 1; a new memory log holds nothing past 0, so
+        # the server answered with a snapshot (complete: false), not a replay.
+        assert (await page.evaluate("wsdemo.history()"))[-2:] == ["resuming", "live"]
+        await expect(page.locator("#log li.conn").nth(1)).to_contain_text(
+            "the log no longer holds all that was missed: state at seq 0")
         await expect(control(page, "speed")).to_have_value("9")
+        await expect(control(page, "gain")).to_have_value("0.75")
         await expect(app).to_have_attribute("data-seq", "0")  # a new server, a new log
         await expect(page.locator("#members li")).to_have_text(["page"])
-        await expect(control(page, "speed")).to_be_enabled()
 
         # And it works both ways on the new connection.
         client = await ControlClient.connect(second.ws_url, client="watcher")
@@ -441,11 +454,18 @@ async def test_close_codes_decide_whether_to_retry(browser):
             await expect(log).to_contain_text(f"closed {code}", timeout=WAIT_MS)
             if retries:
                 await asyncio.wait_for(second_open.wait(), WAIT_S)  # back by itself
+            elif code == 4401:
+                # A refused token: ask for a login (test_page_login), do not retry.
+                await expect(page.locator("#app")).to_have_attribute("data-state", "login")
+                await expect(page.locator("#login")).to_be_visible()
+                await expect(page.locator("#login-why")).to_contain_text("test says so")
+                assert len(opened) == 1, code
             else:
                 app_state = page.locator("#app")
                 await expect(app_state).to_have_attribute("data-state", "closed")
                 await expect(page.locator("#status")).to_contain_text(f"{code}")
                 await expect(page.locator("#reconnect")).to_be_visible()
+                await expect(page.locator("#login")).to_be_hidden()
                 assert len(opened) == 1, code  # no retry timer was set
             assert not errors, f"JavaScript errors on the page: {errors}"
         finally:
@@ -568,6 +588,14 @@ async def test_the_socket_url_follows_the_page_location(page, server):
     got = await page.evaluate(
         "hrefs => hrefs.map(h => wsdemo.socketUrl(new URL(h)))", list(SOCKET_URLS))
     assert dict(zip(SOCKET_URLS, got, strict=True)) == SOCKET_URLS
+    # The login endpoint sits beside the WebSocket: same prefix, same rule
+    # (a bare relative "token" would miss the server at /proxy/PORT, no slash).
+    got = await page.evaluate(
+        "hrefs => hrefs.map(h => wsdemo.tokenUrl(new URL(h)))", list(SOCKET_URLS))
+    expected = [ws.replace("ws", "http", 1).removesuffix("/ws") + "/token"
+                for ws in SOCKET_URLS.values()]
+    assert got == expected
+    assert await page.evaluate("wsdemo.loginUrl") == server.url + "token"
 
 
 def test_protocol_constants_match_the_page():
