@@ -48,6 +48,7 @@ import re
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -684,7 +685,11 @@ class ControlTarget(Target):
 
     * ``log``: ``"memory"`` (gone at a restart, as a process's memory is),
       ``"sqlite"`` (a fresh file per :meth:`start`, one per server, kept across
-      :meth:`restart`) or a Redis URL (shared by every server; not built yet);
+      :meth:`restart`), a Redis URL (one store shared by every server, under a
+      fresh key prefix per :meth:`start`), or a function ``log(index)`` that
+      returns the log for server ``index`` — called again at every restart, so
+      it decides what survives one. A log with ``shared = True`` makes the
+      servers route a room's events between them (:attr:`shares_rooms`);
     * ``access``: None for open mode, or an access object; if it has
       ``issue_token(user, grants)`` (:class:`wsdemo.auth.JWTAccess`), that is
       what :meth:`credentials` returns;
@@ -695,20 +700,28 @@ class ControlTarget(Target):
     has_presence = True
     has_seq = True
 
-    def __init__(self, *, log: str = "memory", access: Any = None, resume: bool = True,
-                 timeout: float = 5.0):
+    def __init__(self, *, log: str | Callable[[int], Any] = "memory", access: Any = None,
+                 resume: bool = True, timeout: float = 5.0):
         super().__init__(timeout=timeout)
         self.log = log
         self.access = access
         self.resume = resume
-        self.shares_rooms = log.startswith(("redis://", "rediss://", "unix://"))
+        self._redis = isinstance(log, str) and log.startswith(("redis://", "rediss://",
+                                                               "unix://"))
+        self.shares_rooms = self._redis
         self._servers: list[Any] = []
         self._dir: Path | None = None
+        self._prefix = ""
         self.speed: list[Any] = []  # each server's "speed" widget, in room "ops"
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        log = "redis" if self.shares_rooms else self.log
+        if self._redis:
+            log = "redis"
+        elif isinstance(self.log, str):
+            log = self.log
+        else:
+            log = getattr(self.log, "log_name", None) or "custom"
         if self.access is None or getattr(self.access, "open", False):
             access = "open mode"
         else:
@@ -717,6 +730,8 @@ class ControlTarget(Target):
         return f"control server ({log} log, {access}{resume})"
 
     def _open_log(self, index: int) -> Any:
+        if callable(self.log):
+            return self.log(index)
         if self.log == "memory":
             from .eventlog import MemoryEventLog
 
@@ -729,10 +744,13 @@ class ControlTarget(Target):
             if self._dir is None:
                 self._dir = Path(tempfile.mkdtemp(prefix="wsdemo-lab-"))
             return SQLiteEventLog(self._dir / f"server{index}.sqlite")
+        if not self._prefix:
+            # A fresh namespace per start: each experiment begins with empty rooms.
+            self._prefix = f"wsdemo-lab-{uuid.uuid4().hex[:12]}"
         try:
             from .logs import open_log
 
-            return open_log(self.log)
+            return open_log(self.log, prefix=self._prefix)
         except (ImportError, ValueError) as exc:
             raise NotAvailable(f"event log {self.log.split('://')[0]}: {exc}") from None
 
@@ -742,6 +760,8 @@ class ControlTarget(Target):
         from .server import ControlServer
 
         log = self._open_log(index)
+        if getattr(log, "shared", False):
+            self.shares_rooms = True
         server = ControlServer(port=port, name=f"lab{index}", log=log, access=self.access,
                                hello_timeout=self.timeout)
         for room in LAB_ROOMS:
@@ -770,6 +790,7 @@ class ControlTarget(Target):
         for server in servers:
             await server.stop(self.timeout)
         self.speed = []
+        self._prefix = ""
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
