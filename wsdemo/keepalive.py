@@ -67,8 +67,8 @@ class Update:
     """One update: its sequence number, when it was published, its data."""
 
     seq: int
-    t: float
-    data: str
+    t: float = field(repr=False)  # monotonic: differs every run
+    data: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {"seq": self.seq, "data": self.data}
@@ -79,8 +79,8 @@ class Delivery:
     """An update as one client received it."""
 
     seq: int
-    published: float
-    received: float
+    published: float = field(repr=False)
+    received: float = field(repr=False)
 
     @property
     def delay(self) -> float:
@@ -510,6 +510,7 @@ async def _measure_one(
 def plot_rates(results: list[RateResult], axes: Any = None) -> Any:
     """Bytes per update and median delay per update against the update rate."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -523,12 +524,19 @@ def plot_rates(results: list[RateResult], axes: Any = None) -> Any:
                      label=method)
     axes[0].set_ylabel("bytes on the wire per update")
     axes[1].set_ylabel("median delay per update (ms)")
+    all_rates = sorted({r.rate for r in results})
     for ax in axes:
         ax.set_xlabel("updates per second")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.grid(True, which="both", alpha=0.3)
+        # plain numbers at the measured rates read better than powers of ten
+        ax.set_xticks(all_rates, [f"{r:g}" for r in all_rates])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
+    axes[0].figure.tight_layout()
     return axes
 
 
