@@ -112,6 +112,9 @@ def ranges(numbers: list[int]) -> str:
     return ", ".join(out)
 
 
+_SERIES_COLOURS = ("tab:blue", "tab:green", "tab:purple", "tab:brown")
+
+
 @dataclass
 class Timeline:
     """What one or more clients received, by the number each message was sent with.
@@ -169,7 +172,7 @@ class Timeline:
             return label
 
         for k, (name, nums) in enumerate(self.series.items()):
-            colour = f"C{k}"
+            colour = _SERIES_COLOURS[k % len(_SERIES_COLOURS)]  # orange and red mean trouble
             seen: set[int] = set()
             highest = 0
             normal, repeated, late = [], [], []
@@ -192,6 +195,11 @@ class Timeline:
                 ax.scatter([x for x, _ in repeated], [n for _, n in repeated], s=60,
                            marker="x", color="tab:orange", linewidths=2,
                            label=once("duplicate"), zorder=5)
+            if not nums:
+                # A band over everything would hide the other series: say it instead.
+                ax.text(0.02, 0.92 - 0.08 * k, f"{name}: nothing received", color=colour,
+                        transform=ax.transAxes, va="top", fontsize=9)
+                continue
             for text in ranges(self.missing(name)).split(", "):
                 if not text:
                     continue
