@@ -329,6 +329,25 @@ async def test_redis_restart_refuses_then_continues_without_a_gap(aof_redis):
         await log.close()
 
 
+async def test_a_stuck_redis_times_out_and_the_retry_tells_the_truth(redis_proc):
+    log = RedisEventLog(redis_proc.url, timeout=0.3)
+    try:
+        redis_proc.proc.send_signal(signal.SIGSTOP)  # reachable, but answers nothing
+        try:
+            with pytest.raises(EventLogUnavailable, match="did not answer"):
+                await asyncio.wait_for(log.append("r", "m1", "s", "publish", 1), WAIT)
+        finally:
+            redis_proc.proc.send_signal(signal.SIGCONT)
+        # Whether Redis ran the timed-out script when it woke up or not, the retry
+        # with the same id ends with exactly one event: seq 1.
+        again = await log.append("r", "m1", "s", "publish", 1)
+        assert again.event.seq == 1
+        assert await log.last_seq("r") == 1
+        assert [e.id for e in await log.read_after("r", 0)] == ["m1"]
+    finally:
+        await log.close()
+
+
 async def test_a_follower_waits_through_an_outage(redis_proc):
     log = RedisEventLog(redis_proc.url, retry_max=0.2)
     try:

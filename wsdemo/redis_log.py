@@ -110,7 +110,12 @@ _OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSEr
 
 
 class EventLogUnavailable(EventLogError):
-    """Redis did not answer (down, unreachable, too slow): nothing was kept; retry later."""
+    """Redis did not answer in time (down, unreachable, stuck): retry with the same id.
+
+    When Redis could not be reached, nothing was kept. When it was reached but did
+    not answer in time, the event may still be kept once Redis catches up — the
+    retry then gets the first seq back with ``duplicate: true``; dedupe, not
+    guessing, tells which."""
 
 
 class EventsMissing(EventLogError):
