@@ -75,6 +75,8 @@ class Room:
         # the room's in-memory state (the widgets) reflects.
         self.applied_seq: int | None = None
         self.local_ids: set[str] = set()  # kernel changes of ours, not yet followed back
+        self.lingering: dict[str, asyncio.TimerHandle] = {}  # user -> end of grace
+        self._announced: dict[str, int] = {}
 
     async def current_seq(self) -> int:
         """The seq that the room's state reflects (read from the log the first time)."""
@@ -90,12 +92,58 @@ class Room:
     def state(self) -> dict[str, Any]:
         return {} if self.bridge is None else self.bridge.state()
 
-    def presence(self) -> dict[str, Any]:
-        counts: dict[str, int] = {}
+    # --- presence ----------------------------------------------------------------
+    #
+    # A user whose last connection drops without a close (network loss, seen by
+    # WebSocket pings) or closes is kept as a member, with 0 connections, for
+    # ``presence_grace`` seconds: a quick reconnect then causes no leave/join
+    # flicker. An explicit ``leave`` takes effect at once.
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.lingering, 0)
         for session in self.members:
             counts[session.user] = counts.get(session.user, 0) + 1
-        members = [{"user": user, "connections": n} for user, n in sorted(counts.items())]
-        return {"type": "presence", "room": self.name, "members": members}
+        return counts
+
+    def presence(self, joined: list[str] | None = None,
+                 left: list[str] | None = None) -> dict[str, Any]:
+        members = [{"user": u, "connections": n} for u, n in sorted(self.counts().items())]
+        return {"type": "presence", "room": self.name, "members": members,
+                "joined": joined or [], "left": left or []}
+
+    def presence_changed(self) -> None:
+        """Broadcast the members, and who joined and left, if anything changed."""
+        counts = self.counts()
+        if counts == self._announced:
+            return
+        joined = sorted(set(counts) - set(self._announced))
+        left = sorted(set(self._announced) - set(counts))
+        self._announced = counts
+        self.server._broadcast(self, self.presence(joined, left))
+
+    def linger(self, user: str) -> None:
+        grace = self.server.presence_grace
+        if grace <= 0 or any(s.user == user for s in self.members):
+            return
+        old = self.lingering.pop(user, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self.lingering[user] = loop.call_later(grace, self._gone, user)
+
+    def _gone(self, user: str) -> None:
+        self.lingering.pop(user, None)
+        self.presence_changed()
+
+    def welcome_back(self, user: str) -> None:
+        timer = self.lingering.pop(user, None)
+        if timer is not None:
+            timer.cancel()
+
+    def forget_lingering(self) -> None:
+        for timer in self.lingering.values():
+            timer.cancel()
+        self.lingering.clear()
 
     def __repr__(self) -> str:
         n = len(self.controls())
@@ -255,7 +303,7 @@ class Session(tornado.websocket.WebSocketHandler):
             self._enter(room)
         else:
             await self._resume(room, resume_from, msg_id)
-        self.server._broadcast(room, room.presence())
+        room.presence_changed()
 
     async def _resume(self, room: Room, after: int, msg_id: str | None) -> None:
         """Replay the events ``> after`` that the log holds, then go live — no gap, no duplicate.
@@ -319,6 +367,7 @@ class Session(tornado.websocket.WebSocketHandler):
         return snapshot
 
     def _enter(self, room: Room) -> None:
+        room.welcome_back(self.user)
         room.members[self] = None
         self.rooms[room.name] = room
 
@@ -330,7 +379,7 @@ class Session(tornado.websocket.WebSocketHandler):
         if msg.id is not None:
             reply["id"] = msg.id
         self.send(reply)
-        self.server._broadcast(room, room.presence())
+        room.presence_changed()
 
     def _joined_room(self, name: str, msg_id: str | None) -> Room:
         room = self.rooms.get(name)
@@ -418,7 +467,9 @@ class Session(tornado.websocket.WebSocketHandler):
         self.server.sessions.pop(self, None)
         for room in list(self.rooms.values()):
             room.members.pop(self, None)
-            self.server._broadcast(room, room.presence())
+            if self.server.running:
+                room.linger(self.user)  # gone for good only if not back within the grace
+            room.presence_changed()
         self.rooms.clear()
         self.server._closed(self)
         logger.info(
@@ -465,6 +516,7 @@ class ControlServer:
         hello_timeout: float = 10.0,
         queue_limit: int = 1000,
         ping_interval: float = 20.0,
+        presence_grace: float = 5.0,
         allowed_origins: list[str] | None = None,
         access: Any = None,
         clock: Any = None,
@@ -475,6 +527,7 @@ class ControlServer:
         self.log = log if log is not None else MemoryEventLog()
         self.hello_timeout = hello_timeout
         self.queue_limit = queue_limit
+        self.presence_grace = presence_grace
         self.allowed_origins = None if allowed_origins is None else set(allowed_origins)
         self.access = access if access is not None else OpenAccess()
         self.clock = clock if clock is not None else time.time
@@ -573,6 +626,7 @@ class ControlServer:
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
         self._followers.clear()
         for room in self.rooms.values():
+            room.forget_lingering()
             if room.bridge is not None:
                 room.bridge.close()
         if self._launched.get(self.name) is self:
