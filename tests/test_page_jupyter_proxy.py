@@ -9,14 +9,19 @@ own directory.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import queue
 import re
 import secrets
+import subprocess
 import sys
+import threading
 
 import pytest
+
+from wsdemo import ControlServer
+from wsdemo.auth import JWTAccess, KeyRing
 
 try:
     from playwright.async_api import expect
@@ -26,66 +31,69 @@ except ImportError:  # the browser fixture skips (or fails, where required) with
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 5_000
-START_S = 10.0  # jupyter server is up in ~1 s with one extension; allow a busy machine
+START_S = 30.0  # jupyter server is up in 1-5 s with one extension; allow a busy shared machine
 
 
-@pytest.fixture
-async def jupyter(tmp_path):
-    """``(base_url, token)`` of a jupyter server with jupyter-server-proxy."""
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory):
+    """``(base_url, token)`` of a jupyter server with jupyter-server-proxy, one per module.
+
+    Plain threads and a subprocess (not asyncio) so that one server can serve
+    every test of the module, each of which runs in its own event loop.
+    """
     pytest.importorskip("jupyter_server_proxy")
-    config = tmp_path / "config"
+    tmp = tmp_path_factory.mktemp("jupyter")
+    config = tmp / "config"
     config.mkdir()
     # Only the proxy: JupyterLab and friends would triple the start-up time.
     extensions = {"jupyter_server_proxy": True, "jupyterlab": False, "jupyter_lsp": False,
                   "notebook_shim": False, "jupyter_server_terminals": False}
     (config / "jupyter_server_config.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": extensions}}))
-    root = tmp_path / "root"
+    root = tmp / "root"
     root.mkdir()
     token = secrets.token_hex(16)
     # Its own dirs: no user config, cookie secret or runtime file of the machine's.
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+           "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+           "JUPYTER_DATA_DIR": str(tmp / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        errors="replace",
     )
     lines: list[str] = []
+    listening: queue.Queue[str | None] = queue.Queue()
 
-    async def read_until_listening() -> str:
-        while line := (await proc.stdout.readline()).decode(errors="replace"):
+    def read() -> None:  # to the end: a full pipe would stall the server's logging
+        for line in proc.stdout:
             lines.append(line)
             found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-            if found:
-                return found.group(1)
-        raise RuntimeError("jupyter server exited:\n" + "".join(lines[-20:]))
+            if found and listening.empty():
+                listening.put(found.group(1))
+        listening.put(None)
 
-    async def drain() -> None:  # a full pipe would stall the server's logging
-        while line := await proc.stdout.readline():
-            lines.append(line.decode(errors="replace"))
-
-    drainer = None
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         try:
-            base = await asyncio.wait_for(read_until_listening(), START_S)
-        except TimeoutError:
+            base = listening.get(timeout=START_S)
+        except queue.Empty:
             raise AssertionError(
                 f"jupyter server not up in {START_S:g} s:\n" + "".join(lines[-20:])) from None
-        drainer = asyncio.ensure_future(drain())
+        if base is None:
+            raise AssertionError("jupyter server exited:\n" + "".join(lines[-20:]))
         yield base, token
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if drainer is not None:
-            await drainer
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
 
 
 async def test_page_through_jupyter_server_proxy(browser, server, demo_widgets, connect,
@@ -121,3 +129,72 @@ async def test_page_through_jupyter_server_proxy(browser, server, demo_widgets, 
         finally:
             await context.close()
         assert not errors, f"JavaScript errors on the page at /proxy/PORT{slash}: {errors}"
+
+
+async def test_page_logs_in_through_jupyter_server_proxy(browser, demo_widgets, jupyter):
+    """The login form behind the proxy, as on Binder.
+
+    jupyter-server-proxy 4.6 closes the browser's side of the WebSocket without
+    the server's close code (the browser sees 1005, never 4401 or 4403), so
+    the page finds out otherwise that it needs a login, and gives up a set
+    the server keeps refusing. At ``/proxy/PORT`` (no slash) the login goes to
+    ``/proxy/PORT/token``, not ``/proxy/token``.
+    """
+    base, jupyter_token = jupyter
+    access = JWTAccess(KeyRing.generate("k1"))
+    access.add_user("ada", "correct horse", {"controls": ["read", "set"]})
+    access.add_user("rita", "read only", {"controls": ["read"]})
+    srv = ControlServer(port=0, hello_timeout=2.0, access=access)
+    for name, widget in demo_widgets.items():
+        srv.expose(name, widget)
+    srv.start()
+    context = await browser.new_context()
+    errors: list[str] = []
+    try:
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # The Jupyter token logs the browser in to Jupyter (a cookie); the
+        # control server wants its own login, through the page's form.
+        await page.goto(f"{base}/proxy/{srv.port}?token={jupyter_token}")
+        app = page.locator("#app")
+        await expect(app).to_have_attribute("data-state", "login", timeout=WAIT_MS)
+        await expect(page.locator("#log li.conn").first).to_contain_text(
+            "closed 1005 closed without a code")
+        await expect(page.locator("#login-why")).to_have_text("This server needs a login.")
+        assert await page.evaluate("wsdemo.loginUrl") == f"{base}/proxy/{srv.port}/token"
+
+        await page.get_by_label("user", exact=True).fill("ada")
+        await page.get_by_label("password", exact=True).fill("correct horse")
+        async with page.expect_response("**/token", timeout=WAIT_MS) as answer:
+            await page.get_by_label("password", exact=True).press("Enter")
+        response = await answer.value
+        assert response.url == f"{base}/proxy/{srv.port}/token" and response.ok
+        await expect(app).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+        await expect(page.locator("#user")).to_have_text("ada")
+
+        await page.locator('[data-target="speed"]').focus()
+        await page.keyboard.press("ArrowRight")
+        await page.wait_for_function("() => document.getElementById('app').dataset.seq === '1'",
+                                     timeout=WAIT_MS)
+        assert demo_widgets["speed"].value == 6
+
+        # A reader's set: each try ends in a close without a code (a hidden
+        # 4403); after a few the page gives it up, says so, and stays connected.
+        await page.locator("#logout").click()
+        await page.get_by_label("user", exact=True).fill("rita")
+        await page.get_by_label("password", exact=True).fill("read only")
+        await page.get_by_label("password", exact=True).press("Enter")
+        await expect(page.locator("#user")).to_have_text("rita", timeout=WAIT_MS)
+        await expect(app).to_have_attribute("data-state", "live")
+        await page.locator('[data-target="speed"]').focus()
+        await page.keyboard.press("ArrowRight")
+        await expect(page.locator('[data-control="speed"] .control-error')).to_contain_text(
+            "not applied: the connection closed each of the 3 times", timeout=10_000)
+        await expect(app).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+        await expect(page.locator("#pending")).to_have_text("none")
+        await expect(page.locator('[data-target="speed"]')).to_have_value("6")
+        assert demo_widgets["speed"].value == 6
+    finally:
+        await context.close()
+        await srv.stop()
+    assert not errors, f"JavaScript errors on the page: {errors}"
