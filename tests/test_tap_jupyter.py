@@ -29,6 +29,25 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
+async def accepting(proc: asyncio.subprocess.Process, port: int) -> None:
+    """Wait until the server accepts connections on ``port``.
+
+    Jupyter logs its URL before it listens: the listen is a callback that runs
+    once its event loop starts (``ServerApp._bind_http_server``). No log line
+    marks that moment, so probe the port itself, a few times a second.
+    """
+    while True:
+        if proc.returncode is not None:
+            raise RuntimeError(f"jupyter server exited with {proc.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+
+
 @pytest.fixture
 async def jupyter_port(tmp_path):
     if shutil.which("jupyter") is None:
@@ -53,6 +72,7 @@ async def jupyter_port(tmp_path):
 
         port = await asyncio.wait_for(port_from_log(), 60)
         drain = asyncio.ensure_future(_drain(proc.stderr))
+        await asyncio.wait_for(accepting(proc, port), 30)
         yield port
     finally:
         if proc.returncode is None:

@@ -547,12 +547,26 @@ class UnsolicitedResponder:
     :meth:`push` writes a complete ``200 OK`` response that no request asked
     for onto every idle connection. The bytes arrive; HTTP/1.1 has no way to
     say what they answer, so the client pairs them with its *next* request.
+
+    :meth:`hold` keeps the real answers back until :meth:`release`. A client
+    that reads with a buffer (``http.client`` does) takes whatever has arrived
+    in one read and throws away what it did not parse; holding the real answer
+    back makes a demonstration show the same thing on every run.
     """
 
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+        self._answering = asyncio.Event()
+        self._answering.set()
         self.port = 0
+
+    def hold(self) -> None:
+        """Answer no request until :meth:`release`."""
+        self._answering.clear()
+
+    def release(self) -> None:
+        self._answering.set()
 
     async def start(self, host: str = "127.0.0.1") -> UnsolicitedResponder:
         self._server = await asyncio.start_server(self._serve, host, 0)
@@ -584,9 +598,10 @@ class UnsolicitedResponder:
                     return
                 requests.receive(data)
                 while (request := requests.next_message()) is not None:
+                    await asyncio.wait_for(self._answering.wait(), 60)
                     writer.write(self.response(f"answer to {request.target}"))
                     await writer.drain()
-        except ConnectionError:
+        except (ConnectionError, TimeoutError):
             return
         finally:
             self._writers.remove(writer)
