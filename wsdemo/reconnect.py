@@ -62,11 +62,16 @@ class Backoff:
 
 
 class ReconnectingClient:
-    def __init__(self, url: str, *, rooms: list[str] | tuple[str, ...] = (),
+    def __init__(self, url: str | list[str], *, rooms: list[str] | tuple[str, ...] = (),
                  client: str = "python", token: str | None = None,
                  backoff: Backoff | None = None, timeout: float = 5.0,
                  rng: random.Random | None = None):
-        self.url = url
+        # Several URLs: servers sharing one log (Redis). A failed attempt moves on to
+        # the next one, and the resume works there as well.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("at least one URL")
+        self._next_url = 0
         self.rooms = list(rooms)
         self.client_name = client
         self.token = token
@@ -119,6 +124,11 @@ class ReconnectingClient:
                 pass
         self._set_status("closed")
 
+    @property
+    def url(self) -> str:
+        """The server this client connects (or is connected) to."""
+        return self.urls[self._next_url]
+
     def drop(self) -> None:
         """Cut the connection abruptly (no close handshake), as a network failure would."""
         if self._conn is not None:
@@ -142,6 +152,7 @@ class ReconnectingClient:
             except (ConnectError, ConnectionClosed, TimeoutError, OSError) as exc:
                 code = getattr(exc, "code", None)
                 failures += 1
+                self._next_url = (self._next_url + 1) % len(self.urls)
                 if code in NO_RETRY:
                     return self._give_up(f"refused with {code}: {exc}")
                 await self._wait_before_retry(failures, exc)

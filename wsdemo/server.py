@@ -807,6 +807,7 @@ class ControlServer:
         return {
             "name": self.name,
             "running": self.running,
+            "log": getattr(self.log, "name", type(self.log).__name__),
             "rooms": {n: len(r.members) for n, r in self.rooms.items()},
             "clients": [s.describe() for s in self.sessions],
         }
