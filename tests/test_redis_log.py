@@ -404,9 +404,12 @@ async def test_a_closed_log_refuses_and_its_followers_end(make_log, redis_proc, 
     else:
         await asyncio.sleep(0)  # closed while the follower opens its connection
     await log.close()
-    assert await asyncio.wait_for(follower, WAIT) == []
+    with pytest.raises(EventLogError, match="closed"):  # not a quiet end: see follow()
+        await asyncio.wait_for(follower, WAIT)
     with pytest.raises(EventLogError, match="closed"):
         await log.append("r", "m", "s", "publish", 1)
+    with pytest.raises(EventLogError, match="closed"):
+        await collect(log, "r", 0, 1)
 
 
 # --- opening ---------------------------------------------------------------------------

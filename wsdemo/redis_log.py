@@ -45,24 +45,31 @@ server. ``attempt`` is a random token per ``append`` call: when a reply is lost
 and the call retries, it recognises its own first try and does not report it
 as a duplicate.
 
-**Acknowledged means kept** only if Redis keeps what it acknowledged. The Redis
-persistence documentation (https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/,
-"Append-only file" and "How durable is the append only file?") and the comments of
-``redis.conf`` ("APPEND ONLY MODE") say:
+**Acknowledged means kept** only if Redis keeps what it acknowledged. Sources:
+the Redis persistence documentation
+(https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/,
+"Append-only file", "How durable is the append only file?"), the comments of
+``redis.conf`` ("APPEND ONLY MODE", ``appendfsync``, ``no-appendfsync-on-rewrite``)
+and the article they point to (http://antirez.com/post/redis-persistence-demystified.html):
 
-* ``appendonly yes`` + ``appendfsync always``: every write is appended to the
-  AOF and fsynced before Redis replies, so an event whose ``append`` returned
-  survives ``kill -9`` of Redis and a power cut (as far as the disk honours fsync).
-  This is the setting that makes the server's ``ack`` mean "kept";
-* ``appendfsync everysec`` (Redis's default once AOF is on): fsync once a
-  second — "you may lose 1 second of data if there is a disaster": up to about
-  a second of acknowledged events can be lost when Redis or its machine crashes
-  (and up to ~2 s when the disk is slow and Redis postpones the write);
-* ``appendfsync no``: the OS decides (about 30 s on Linux); RDB snapshots only
-  (``save ...``): minutes; no persistence: everything, and every room's seq
-  starts again at 1;
-* keep ``no-appendfsync-on-rewrite no``: with ``yes``, durability during an AOF
-  rewrite is that of ``appendfsync no``.
+* ``appendonly yes`` + ``appendfsync always``: the AOF is written and fsynced
+  before Redis sends the replies, so an event whose ``append`` returned survives
+  ``kill -9`` of Redis and a crash or power cut of its machine (as far as the disk
+  honours fsync). This is the setting that makes the server's ``ack`` mean "kept";
+  it costs an fsync per batch of writes;
+* ``appendfsync everysec`` (the default once AOF is on): "you may lose 1 second
+  of data if there is a disaster" — up to about a second of acknowledged events
+  when the machine crashes or loses power. A crash of the Redis process alone,
+  the OS still running, loses at most the last write (what Redis wrote is in the
+  OS's cache) — except when the disk is slow: Redis then postpones its writes by
+  up to 2 s while still replying, and those can be lost too;
+* ``appendfsync no``: the OS flushes when it likes (about 30 s on Linux); RDB
+  snapshots only (``save ...``): minutes; no persistence: everything, and every
+  room's seq starts again at 1;
+* keep ``no-appendfsync-on-rewrite no``: with ``yes``, durability while the AOF
+  is being rewritten is that of ``appendfsync no``;
+* a replica does not change this: replication is asynchronous, and a failover
+  to a replica can lose acknowledged writes.
 
 Opening the log reads ``appendonly``/``appendfsync`` (``CONFIG GET``, where
 allowed), keeps them in ``durability`` and logs a warning when they fall short.
@@ -380,7 +387,7 @@ class RedisEventLog:
         A timeout is not retried: Redis is there but stuck, and the caller is waiting.
         """
         if self._closed:
-            raise EventLogError(f"event log {redact(self.url)}: closed")
+            raise self._closed_error()
         for attempt in (1, 2):
             try:
                 result = await make()
@@ -452,23 +459,23 @@ class RedisEventLog:
     async def follow(self, room: str, after_seq: int) -> AsyncIterator[Event]:
         """Every event of ``room`` with seq ``> after_seq``, in seq order, as it is appended.
 
-        Runs until cancelled (or until the log is closed). Each seq is yielded
-        exactly once: the next XREAD starts after the last seq yielded. While
-        Redis is unreachable it retries with a capped backoff and resumes there.
-        Raises :class:`EventsMissing` when it cannot continue without a gap: the
-        events after ``after_seq`` are past retention, or Redis lost them.
+        Runs until cancelled. Each seq is yielded exactly once: the next XREAD
+        starts after the last seq yielded. While Redis is unreachable it retries
+        with a capped backoff and resumes there. Raises :class:`EventsMissing`
+        when it cannot continue without a gap (the events after ``after_seq`` are
+        past retention, or Redis lost them), and :class:`EventLogError` when the
+        log is closed — an error, not a quiet end, so that a caller that follows
+        again in a loop cannot spin on a closed log.
         """
         seq_key, events, _ = self._keys(room)
         last = after_seq
         check = True  # compare with Redis's seq at the start and after every outage
         delay = 0.0
-        while not self._closed:
+        while True:
             try:
                 if check:
-                    newest = await self._follower_call(lambda: self._following.get(seq_key))
-                    if newest is None and self._closed:
-                        return
-                    newest = int(newest or 0)
+                    newest = int(await self._follower_call(
+                        lambda: self._following.get(seq_key)) or 0)
                     if newest < last:
                         raise EventsMissing(room, last, (
                             f"room {room!r}: Redis's newest seq is {newest}, but seq {last} "
@@ -479,8 +486,8 @@ class RedisEventLog:
                     self._following.xread, {events: f"{last}-0"}, count=1000,
                     block=max(1, int(self.block * 1000))))
             except _OUTAGE as exc:
-                if self._closed:
-                    return
+                if self._closed:  # close() dropped the connection under us
+                    raise self._closed_error() from None
                 if delay == 0.0:
                     logger.warning("following %r: Redis unreachable (%s); retrying", room, exc)
                 self.available = False
@@ -489,8 +496,6 @@ class RedisEventLog:
                 # Jitter: many followers must not all reconnect in the same instant.
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
                 continue
-            if reply is None:
-                return  # the log was closed
             if delay:
                 logger.warning("following %r: Redis is back; resuming after seq %d", room, last)
                 delay = 0.0
@@ -507,24 +512,28 @@ class RedisEventLog:
     async def _follower_call(self, make: Callable[[], Any]) -> Any:
         """Run one of a follower's commands as a task that close() can cancel: a
         read blocked in XREAD, or a connection being opened while close() runs,
-        would otherwise outlive the log. ``None`` when the log is (being) closed."""
+        would otherwise outlive the log. Raises EventLogError once the log is closed."""
         if self._closed:
-            return None
+            raise self._closed_error()
         call = asyncio.ensure_future(make())
         self._calls.add(call)
         try:
             return await call
         except asyncio.CancelledError:
             if self._closed and call.cancelled() and not _being_cancelled():
-                return None  # close() cancelled the call, not our caller
+                raise self._closed_error() from None  # close() cancelled it, not our caller
             raise
         finally:
             self._calls.discard(call)
 
     # --- closing ---------------------------------------------------------------------
 
+    def _closed_error(self) -> EventLogError:
+        return EventLogError(f"event log {redact(self.url)}: closed")
+
     async def close(self) -> None:
-        """Close the connections; followers still running end. Cancel them first."""
+        """Close the connections. Cancel the followers first; any still running
+        raise :class:`EventLogError` ("closed")."""
         if self._closed:
             return
         self._closed = True
