@@ -319,3 +319,40 @@ async def test_bare_server_rebroadcasts_to_everyone_including_the_sender():
     finally:
         await server.stop()
     assert not server.running and server.broadcasts == 1
+
+
+# --- lesson 07's configuration: two servers on a real Redis -------------------------------
+
+
+@pytest.fixture
+async def redis_url(redis_server_path, tmp_path):
+    """A throwaway redis-server on a Unix socket (no port to race for), stopped at the end."""
+    sock = tmp_path / "redis.sock"
+    proc = await asyncio.create_subprocess_exec(
+        redis_server_path, "--port", "0", "--unixsocket", str(sock), "--save", "",
+        "--appendonly", "no", "--dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+
+    async def ready() -> None:
+        while line := await proc.stdout.readline():
+            if b"ready to accept connections" in line.lower():
+                return
+        raise RuntimeError("redis-server exited before it was ready")
+
+    try:
+        await asyncio.wait_for(ready(), 10)
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+@pytest.mark.redis
+async def test_redis_log_repairs_routing_ordering_and_persistence(redis_url):
+    pytest.importorskip("redis")
+    target = lab.ControlTarget(log=redis_url)
+    assert target.name == "control server (redis log, open mode)"
+    for experiment in (lab.multi_server, lab.ordering_after_reconnect, lab.persistence):
+        result = await experiment(target)
+        assert result.ok, result
+    assert result.data["next_seq"] == 51  # each run starts on fresh keys: seq from 1

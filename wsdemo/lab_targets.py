@@ -22,7 +22,8 @@ The interface, in one place::
     await target.server_publish(room, id, data, server=0)
     await target.history(room)                         # what a newcomer can read of the past
 
-    await link.join(room); await link.publish(room, id, data); await link.set(room, t, v, id)
+    await link.join(room); await link.leave(room)
+    await link.publish(room, id, data); await link.set(room, t, v, id)
     link.seen, link.numbers(room), link.members(room), link.last_seq(room)
     await link.wait_until(predicate, what)             # bounded by link.timeout
     link.abort(); link.lose_replies(); link.cut(); await link.close()
@@ -262,6 +263,9 @@ class Link:
     async def join(self, room: str) -> None:
         raise NotImplementedError
 
+    async def leave(self, room: str) -> None:
+        raise NotImplementedError
+
     async def publish(self, room: str, id: str, data: Any) -> dict[str, Any]:
         """Publish and wait for the server's confirmation (an ack, or the echo)."""
         raise NotImplementedError
@@ -353,6 +357,10 @@ class BareLink(Link):
         if room not in self.rooms:
             self.rooms.append(room)
 
+    async def leave(self, room: str) -> None:
+        if room in self.rooms:  # nothing to tell the server: it never knew
+            self.rooms.remove(room)
+
     async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         # There is no ack: the only sign the server took a message is seeing it
         # come back, since the sender is one of the clients it rebroadcasts to.
@@ -442,6 +450,11 @@ class ControlLink(Link):
         await self._call(self.client.join(room))
         if room not in self.rooms:
             self.rooms.append(room)
+
+    async def leave(self, room: str) -> None:
+        await self._call(self.client.leave(room))
+        if room in self.rooms:
+            self.rooms.remove(room)
 
     async def publish(self, room: str, id: str, data: Any) -> dict[str, Any]:
         return await self._call(self.client.publish(room, data, id=id))
