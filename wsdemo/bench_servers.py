@@ -297,7 +297,7 @@ async def start_websockets(args: argparse.Namespace) -> Callable[[], Awaitable[N
 
 # --- the control server --------------------------------------------------------------------
 
-def open_bench_log(where: str, events: int, synchronous: str) -> Any:
+async def open_bench_log(where: str, events: int, synchronous: str) -> Any:
     """The control server's log, holding ``events`` events of the bench room."""
     from .eventlog import MemoryEventLog
 
@@ -316,11 +316,11 @@ def open_bench_log(where: str, events: int, synchronous: str) -> Any:
 
     path = where.removeprefix("sqlite:")
     if events:
-        _prefill_sqlite(path, events, SCHEMA_VERSION)
+        await _prefill_sqlite(path, events, SCHEMA_VERSION)
     return SQLiteEventLog(path, synchronous=synchronous, max_events=max(1_000_000, events))
 
 
-def _prefill_sqlite(path: str, events: int, schema: int) -> None:
+async def _prefill_sqlite(path: str, events: int, schema: int) -> None:
     """Write the events in one transaction.
 
     Through the log's own ``append`` this would be one committed transaction
@@ -330,16 +330,13 @@ def _prefill_sqlite(path: str, events: int, schema: int) -> None:
     """
     from .sqlite_log import SQLiteEventLog
 
-    async def slow() -> None:
-        log = SQLiteEventLog(path, synchronous="NORMAL", max_events=max(1_000_000, events))
+    log = SQLiteEventLog(path, synchronous="NORMAL", max_events=max(1_000_000, events))
+    if schema != 1:
         for seq in range(1, events + 1):
             await log.append(BENCH_ROOM, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
         await log.close()
-
-    if schema != 1:
-        asyncio.run(slow())
         return
-    asyncio.run(SQLiteEventLog(path).close())  # creates the schema
+    await log.close()  # it made the schema
     data = json.dumps(BENCH_DATA, separators=(",", ":"))
     now = time.time()
     db = sqlite3.connect(path, isolation_level=None)
@@ -361,7 +358,7 @@ async def start_wsdemo(args: argparse.Namespace) -> Callable[[], Awaitable[None]
 
     from .server import ControlServer
 
-    log = open_bench_log(args.log, args.events, args.sync)
+    log = await open_bench_log(args.log, args.events, args.sync)
     server = ControlServer("127.0.0.1", 0, log=log, ping_interval=20.0)
     server.add_room(BENCH_ROOM)
     server.expose("speed", widgets.IntSlider(value=5, min=0, max=10, step=1), room="controls")
