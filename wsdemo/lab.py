@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import inspect
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -294,6 +295,10 @@ def _experiment(title: str, repaired_in: str) -> Callable:
             return Result(title, target.name, outcome.ok, outcome.summary, repaired_in,
                           timeline=outcome.timeline, data=outcome.data)
 
+        # What help() and editors show: the body's parameters, returning a Result.
+        run.__signature__ = inspect.signature(body).replace(  # type: ignore[attr-defined]
+            return_annotation="Result")
+        run.__annotations__ = {**body.__annotations__, "return": "Result"}
         EXPERIMENTS.append(Experiment(body.__name__, title, repaired_in, run))
         return run
 
