@@ -181,6 +181,9 @@ class Session(tornado.websocket.WebSocketHandler):
         return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
 
     def open(self) -> None:
+        # An ack and its event are two small writes: without TCP_NODELAY, Nagle's
+        # algorithm and the peer's delayed ACK hold the second one ~40 ms.
+        self.set_nodelay(True)
         self.session_id = self.server._new_session_id()
         self._queue = asyncio.Queue(self.server.queue_limit)
         self._taken = asyncio.Event()  # set each time the writer takes a message
