@@ -674,15 +674,28 @@ class ControlServer:
             self._followers[room.name] = task
 
     async def _follow(self, room: Room) -> None:
-        after = await room.current_seq()
+        after: int | None = None
         while True:
             try:
+                if after is None:  # inside the loop: the log may be down at start
+                    after = await room.current_seq()
                 async for event in self.log.follow(room.name, after):
                     self._apply_followed(room, event)
                     after = event.seq
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the log retries by itself; this is a last resort
+            except Exception as exc:
+                if type(exc).__name__ == "EventsMissing":
+                    # The log cannot continue without a gap (past retention, or a
+                    # store that lost events). Members must resume and get a
+                    # snapshot; we start again from what the log has now.
+                    logger.error("room %r: %s; members must resume", room.name, exc)
+                    for session in list(room.members):
+                        session.close_with(CloseCode.TRY_AGAIN_LATER, "events missing; resume")
+                    room.applied_seq = None
+                    after = None
+                    continue
+                # The log retries by itself; this is a last resort, paced.
                 logger.exception("following %r failed; following again", room.name)
                 await asyncio.sleep(1.0)
 
