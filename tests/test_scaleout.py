@@ -19,15 +19,16 @@ FAST = Backoff(initial=0.02, factor=2, cap=0.3, jitter=0.5)
 class ServerProcess:
     """``python -m wsdemo serve`` on the shared Redis log, as a real process."""
 
-    def __init__(self, redis_url: str, port: int = 0):
+    def __init__(self, redis_url: str, port: int = 0, *extra: str):
         self.redis_url = redis_url
         self.port = port
+        self.extra = extra
         self.proc = None
 
     async def start(self):
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "wsdemo", "serve", "--port", str(self.port),
-            "--log", self.redis_url, "--no-demo", "--room", "chat",
+            "--log", self.redis_url, "--no-demo", "--room", "chat", *self.extra,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 20)).decode()
         assert "control server on" in line, line + (await self.proc.stderr.read()).decode()
@@ -38,7 +39,12 @@ class ServerProcess:
     async def kill(self, sig=signal.SIGKILL):
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(sig)
-            await asyncio.wait_for(self.proc.wait(), 10)
+            try:  # a clean stop takes about a second; allow for a loaded machine
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+                raise
 
 
 @pytest.fixture
@@ -51,7 +57,8 @@ async def redis(redis_server_path, tmp_path):
 
 @pytest.fixture
 async def two(redis):
-    servers = [await ServerProcess(redis.url).start() for _ in range(2)]
+    servers = [await ServerProcess(redis.url, 0, "--presence-ttl", "1.5").start()
+               for _ in range(2)]
     yield servers
     for server in servers:
         await server.kill(signal.SIGTERM)
@@ -125,3 +132,25 @@ async def test_status_says_which_log_a_server_uses(two):
     reply = await AsyncHTTPClient().fetch(f"http://{two[0].url}/status", request_timeout=10)
     status = json.loads(reply.body)
     assert status["log"] == "redis" and status["rooms"] == {"chat": 0}
+
+
+async def until_presence(client, check, timeout=15):
+    while True:
+        message = await client.next_message(timeout=timeout)
+        if message["type"] == "presence" and check(message):
+            return message
+
+
+async def test_presence_across_both_servers_and_a_dead_servers_members_go(two):
+    a, b = two
+    alice = await ControlClient.connect(a.url, client="alice", timeout=10)
+    await alice.join("chat")
+    bob = await ControlClient.connect(b.url, client="bob", timeout=10)
+    await bob.join("chat")
+    both = [{"user": "alice", "connections": 1}, {"user": "bob", "connections": 1}]
+    await until_presence(alice, lambda m: m["members"] == both)  # bob is on the other server
+    await until_presence(bob, lambda m: m["members"] == both)
+    await b.kill()  # server B dies without a word: its heartbeat runs out (1.5 s)
+    gone = await until_presence(alice, lambda m: "bob" in m["left"])
+    assert gone["members"] == [{"user": "alice", "connections": 1}]
+    await alice.close()

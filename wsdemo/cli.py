@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log", default="wsdemo.sqlite", metavar="WHERE",
                        help="event log: a SQLite file (wsdemo.sqlite, survives restarts) "
                        "or 'memory'")
+    serve.add_argument("--presence-ttl", type=float, default=15.0, metavar="SECONDS",
+                       help="with a Redis log: seconds without a heartbeat before a "
+                       "server's members count as gone (15)")
     serve.add_argument("--room", action="append", default=[], metavar="NAME",
                        help="add a publish room (repeatable)")
 
@@ -164,7 +167,16 @@ async def _serve(args: argparse.Namespace) -> int:
     from .logs import open_log
     from .server import ControlServer
 
-    server = ControlServer(args.host, args.port, log=open_log(args.log))
+    log = open_log(args.log)
+    presence = None
+    if getattr(log, "shared", False):  # several servers: share who is where, too
+        import socket
+
+        from .redis_presence import RedisPresence
+
+        presence = RedisPresence(args.log, f"{socket.gethostname()}-{os.getpid()}",
+                                 ttl=args.presence_ttl)
+    server = ControlServer(args.host, args.port, log=log, presence=presence)
     if not args.no_demo:
         for name, widget in demo_controls().items():
             server.expose(name, widget)

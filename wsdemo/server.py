@@ -76,6 +76,7 @@ class Room:
         self.applied_seq: int | None = None
         self.local_ids: set[str] = set()  # kernel changes of ours, not yet followed back
         self.lingering: dict[str, asyncio.TimerHandle] = {}  # user -> end of grace
+        self.shared_counts: dict[str, int] | None = None  # from the shared presence
         self._announced: dict[str, int] = {}
 
     async def current_seq(self) -> int:
@@ -100,6 +101,8 @@ class Room:
     # flicker. An explicit ``leave`` takes effect at once.
 
     def counts(self) -> dict[str, int]:
+        if self.shared_counts is not None:  # every server's members (shared presence)
+            return dict(self.shared_counts)
         counts = dict.fromkeys(self.lingering, 0)
         for session in self.members:
             counts[session.user] = counts.get(session.user, 0) + 1
@@ -130,15 +133,18 @@ class Room:
             old.cancel()
         loop = asyncio.get_running_loop()
         self.lingering[user] = loop.call_later(grace, self._gone, user)
+        self.server._presence_write("join", self.name, f"linger:{user}", user, 0)
 
     def _gone(self, user: str) -> None:
         self.lingering.pop(user, None)
+        self.server._presence_write("leave", self.name, f"linger:{user}")
         self.presence_changed()
 
     def welcome_back(self, user: str) -> None:
         timer = self.lingering.pop(user, None)
         if timer is not None:
             timer.cancel()
+            self.server._presence_write("leave", self.name, f"linger:{user}")
 
     def forget_lingering(self) -> None:
         for timer in self.lingering.values():
@@ -371,12 +377,14 @@ class Session(tornado.websocket.WebSocketHandler):
 
     def _enter(self, room: Room) -> None:
         room.welcome_back(self.user)
+        self.server._presence_write("join", room.name, self.session_id, self.user, 1)
         room.members[self] = None
         self.rooms[room.name] = room
 
     def _on_leave(self, msg: Leave) -> None:
         room = self._joined_room(msg.room, msg.id)
         room.members.pop(self, None)
+        self.server._presence_write("leave", room.name, self.session_id)
         del self.rooms[room.name]
         reply: dict[str, Any] = {"type": "left", "room": room.name}
         if msg.id is not None:
@@ -470,6 +478,7 @@ class Session(tornado.websocket.WebSocketHandler):
         self.server.sessions.pop(self, None)
         for room in list(self.rooms.values()):
             room.members.pop(self, None)
+            self.server._presence_write("leave", room.name, self.session_id)
             if self.server.running:
                 room.linger(self.user)  # gone for good only if not back within the grace
             room.presence_changed()
@@ -523,6 +532,7 @@ class ControlServer:
         allowed_origins: list[str] | None = None,
         access: Any = None,
         clock: Any = None,
+        presence: Any = None,
     ):
         self.host = host
         self.port = port
@@ -531,6 +541,10 @@ class ControlServer:
         self.hello_timeout = hello_timeout
         self.queue_limit = queue_limit
         self.presence_grace = presence_grace
+        # Shared presence (wsdemo.redis_presence.RedisPresence): members of every server.
+        self.presence_store = presence
+        self._presence_ops: asyncio.Queue | None = None
+        self._presence_tasks: list[asyncio.Task] = []
         self.allowed_origins = None if allowed_origins is None else set(allowed_origins)
         self.access = access if access is not None else OpenAccess()
         self.clock = clock if clock is not None else time.time
@@ -603,6 +617,10 @@ class ControlServer:
         self._http.add_sockets(sockets)
         for room in self.rooms.values():
             self._start_follower(room)
+        if self.presence_store is not None:
+            self._presence_ops = asyncio.Queue()
+            self._presence_tasks = [asyncio.ensure_future(self._write_presence()),
+                                    asyncio.ensure_future(self._watch_presence())]
         logger.info("control server %r listening on %s", self.name, self.url)
         return self
 
@@ -624,6 +642,13 @@ class ControlServer:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)
             except TimeoutError:
                 logger.warning("%d client(s) did not close in time", len(self.sessions))
+        if self._presence_tasks:
+            await self._flush_presence()
+            for task in self._presence_tasks:
+                task.cancel()
+            await asyncio.gather(*self._presence_tasks, return_exceptions=True)
+            self._presence_tasks = []
+            await self.presence_store.close()
         for task in self._followers.values():
             task.cancel()
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
@@ -663,6 +688,52 @@ class ControlServer:
     # event is not the only one with members in the room. So no server broadcasts
     # what it appended; each follows the room's log and applies and broadcasts
     # every event, from any server, in seq order.
+
+    # --- presence shared by several servers -------------------------------------------
+    #
+    # Each server writes its own sessions to the shared table, in order, from one
+    # task; and when any server changes a room's members, re-reads that room and
+    # tells its own members. Without a shared table, presence is this server's.
+
+    def _presence_write(self, op: str, *args: Any) -> None:
+        if self._presence_ops is not None:
+            self._presence_ops.put_nowait((op, args))
+
+    async def _write_presence(self) -> None:
+        assert self._presence_ops is not None
+        while True:
+            op, args = await self._presence_ops.get()
+            try:
+                await getattr(self.presence_store, op)(*args)
+            except Exception as exc:  # remembered by the store; written again later
+                logger.warning("presence %s %s not written now: %s", op, args[:2], exc)
+            finally:
+                self._presence_ops.task_done()
+
+    async def _flush_presence(self) -> None:
+        if self._presence_ops is not None:
+            try:
+                await asyncio.wait_for(self._presence_ops.join(), 2.0)
+            except TimeoutError:
+                logger.warning("presence updates not flushed before stop")
+
+    async def _watch_presence(self) -> None:
+        store = self.presence_store
+        while True:
+            try:
+                await store.start()
+                async for name in store.changes():
+                    room = self.rooms.get(name)
+                    if room is None or not room.members:
+                        continue
+                    members = await store.members(name)
+                    room.shared_counts = {m["user"]: m["connections"] for m in members}
+                    room.presence_changed()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("shared presence unavailable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
 
     @property
     def shared_log(self) -> bool:
