@@ -59,7 +59,7 @@ SERVER_CPU, GENERATOR_CPU = 0, 1
 PUBLISH = '{"type":"publish","room":"bench","id":"p{n}","data":"xxxxxxxxxxxxxxxx"}'
 SET = '{"type":"set","room":"controls","id":"s{n}","target":"speed","value":{v}}'
 HELLO = '{"type":"hello","client":"bench"}'
-RESUME = '{"type":"hello","client":"bench","resume":{"bench":0}}'
+RESUME = '{"type":"hello","client":"bench","resume":{"history":0}}'
 EVENT, ACK, RECOVERED = '"type":"event"', '"type":"ack"', '"type":"recovered"'
 
 
@@ -216,12 +216,6 @@ class Server(Child):
                     return int(line.split()[1])
         raise ChildFailed(f"{self.name}: no VmRSS")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far (robust to a busy machine)."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
@@ -366,9 +360,25 @@ class Bench:
         self.failed: list[dict[str, str]] = []
         self.details: dict[str, Any] = {}
         self.ceilings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}
+        self._shared: dict[str, Server] = {}
 
     def server(self, kind: str, *options: str, label: str | None = None) -> Server:
+        """A fresh server process (stop it when done)."""
         return Server(kind, *options, cpu=self.server_cpu, label=label)
+
+    def shared(self, kind: str) -> Server:
+        """The long-lived server of ``kind`` that the throughput scenarios share.
+
+        Starting a server costs about a second (imports); fresh ones are kept for
+        what the past of a process would skew (memory) or what needs other options
+        (a SQLite log). Its event log (memory) holds the catch-up history already.
+        """
+        server = self._shared.get(kind)
+        if server is None or server.proc.poll() is not None:
+            events = self.settings.missed if self.settings.wants("catchup") else 0
+            server = self._shared[kind] = self.server(kind, "--events", str(events))
+        return server
 
     def job(self, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
         return self.generator.run(job, timeout, self.progress.update)
@@ -397,13 +407,10 @@ def scenario_ceiling(bench: Bench) -> None:
     bench.progress.begin("ceiling", 3)
     for kind in ("raw", *BASELINES):
         bench.progress.step(f"echo, {s.echo_window} in flight: {kind}")
-        server = bench.server(kind)
-        try:
-            result = bench.job({"op": "echo_rate", "port": server.port, "path": "/echo",
-                                "template": PUBLISH, "pool": 4096, "cycle": True,
-                                "window": s.echo_window, "seconds": s.seconds})
-        finally:
-            server.stop()
+        server = bench.shared(kind)
+        result = bench.job({"op": "echo_rate", "port": server.port, "path": "/echo",
+                            "template": PUBLISH, "pool": 4096, "cycle": True,
+                            "window": s.echo_window, "seconds": s.seconds})
         rates[kind] = result["rate"]
     bench.progress.end()
     bench.ceilings["echo"] = rates["raw"]
@@ -418,17 +425,14 @@ def scenario_latency(bench: Bench) -> None:
     bench.progress.begin("latency", 4)
     for kind in ("raw", *BASELINES, "wsdemo"):
         bench.progress.step(f"{s.round_trips} round trips: {kind}")
-        server = bench.server(kind)
-        try:
-            if kind == "wsdemo":
-                target = _wsdemo_target(server.port, *_joined("controls"))
-                job = {**target, "template": SET, "reply": EVENT}
-            else:
-                job = {"port": server.port, "path": "/echo", "template": PUBLISH, "reply": ""}
-            result = bench.job({**job, "op": "latency", "count": s.round_trips,
-                                "max_seconds": s.latency_seconds})
-        finally:
-            server.stop()
+        server = bench.shared(kind)
+        if kind == "wsdemo":
+            target = _wsdemo_target(server.port, *_joined("controls"))
+            job = {**target, "template": SET, "reply": EVENT}
+        else:
+            job = {"port": server.port, "path": "/echo", "template": PUBLISH, "reply": ""}
+        result = bench.job({**job, "op": "latency", "count": s.round_trips,
+                            "max_seconds": s.latency_seconds})
         samples[kind] = result["samples_us"]
     bench.progress.end()
     bench.details["latency_samples_us"] = samples
@@ -446,23 +450,19 @@ def scenario_fanout(bench: Bench) -> None:
     results: dict[int, dict[str, dict[str, Any]]] = {n: {} for n in s.clients}
     bench.progress.begin("fanout", len(kinds) * len(s.clients))
     for kind in kinds:
-        server = bench.server(kind)
-        try:
-            for n in s.clients:
-                bench.progress.step(f"{n} clients: {kind}")
-                if kind == "wsdemo":
-                    job = {**_wsdemo_target(server.port, *_joined("bench")), "event": EVENT,
-                           "cycle": False}
-                else:
-                    job = {"port": server.port, "path": "/broadcast", "cycle": True}
-                cpu = server.cpu_seconds()
-                result = results[n][kind] = bench.job(
-                    {**job, "op": "fanout", "clients": n, "window": s.window,
-                     "template": PUBLISH, "pool": _fanout_pool(s, n), "seconds": s.seconds,
-                     "settle_limit": s.settle_limit}, timeout=s.settle_limit + 120)
-                result["server_cpu_seconds"] = server.cpu_seconds() - cpu
-        finally:
-            server.stop()
+        server = bench.shared(kind)
+        for n in s.clients:
+            bench.progress.step(f"{n} clients: {kind}")
+            if kind == "wsdemo":
+                job = {**_wsdemo_target(server.port, *_joined("bench")), "event": EVENT,
+                       "cycle": False}
+            else:
+                job = {"port": server.port, "path": "/broadcast", "cycle": True}
+            results[n][kind] = bench.job(
+                {**job, "op": "fanout", "clients": n, "window": _window(s, n),
+                 "template": PUBLISH, "pool": _fanout_pool(s, n), "seconds": s.seconds,
+                 "settle_limit": s.settle_limit, "server_pid": server.pid},
+                timeout=s.settle_limit + 120)
     bench.progress.end()
     bench.details["fanout"] = {str(n): r for n, r in results.items()}
     for n in s.clients:
@@ -482,6 +482,14 @@ def scenario_fanout(bench: Bench) -> None:
                       "deliveries/s", "higher", rate.get("wsdemo"),
                       {k: rate.get(k) for k in BASELINES}, rate.get("raw"),
                       note="; ".join(notes)))
+    for n in s.clients:
+        cpu = {k: v["server_cpu"] * 1e6 / v["count"] for k, v in results[n].items()
+               if v["count"] and v["server_cpu"]}
+        bench.add(Row("fanout", f"fanout.cpu.{n}", f"server CPU per delivery, {n} client"
+                      f"{'s' * (n > 1)}", "µs", "lower", cpu.get("wsdemo"),
+                      {k: cpu.get(k) for k in BASELINES}, cpu.get("raw"), judge=False,
+                      note="CPU time / deliveries: steadier than a rate on a busy machine"
+                      if n == s.clients[0] else ""))
     for n in (n for n in s.clients if n > 1):
         r = results[n]
         took = {k: v["connect_seconds"] + v["settle_seconds"] for k, v in r.items()}
@@ -492,7 +500,15 @@ def scenario_fanout(bench: Bench) -> None:
                     f"(presence to every member on every join); " + note)
         bench.add(Row("fanout", f"join.{n}", f"{n} clients in one room", "s", "lower",
                       took.get("wsdemo"), {k: took.get(k) for k in BASELINES}, took.get("raw"),
-                      note=note))
+                      note=note, judge=False))
+
+
+def _window(s: Settings, clients: int) -> int:
+    """Messages in flight per subscriber: ``s.window``, but at least 256 deliveries in all,
+    so that a run with few clients measures throughput, not the round trip's wake-ups.
+    (Under the control server's 1,000-message queue for each client, the publisher's
+    own ack and event per message included.)"""
+    return max(s.window, 256 // clients)
 
 
 def _fanout_pool(s: Settings, clients: int) -> int:
@@ -546,7 +562,7 @@ def scenario_connections(bench: Bench) -> None:
 
 def scenario_publish(bench: Bench) -> None:
     s = bench.settings
-    logs = [("memory", ["--log", "memory"]),
+    logs = [("memory", []),  # the shared server's log
             ("SQLite NORMAL", ["--log", f"sqlite:{bench.workdir / 'normal.sqlite'}",
                                "--sync", "NORMAL"]),
             ("SQLite FULL", ["--log", f"sqlite:{bench.workdir / 'full.sqlite'}",
@@ -555,14 +571,17 @@ def scenario_publish(bench: Bench) -> None:
     bench.progress.begin("publish", len(logs))
     for name, options in logs:
         bench.progress.step(f"publish → ack: {name} log")
-        server = bench.server("wsdemo", *options, label=f"wsdemo ({name} log)")
+        fresh = bool(options)
+        server = (bench.server("wsdemo", *options, label=f"wsdemo ({name} log)") if fresh
+                  else bench.shared("wsdemo"))
         try:
             rates[name] = bench.job({**_wsdemo_target(server.port, *_joined("bench")),
                                      "op": "echo_rate", "template": PUBLISH, "pool": s.pool,
                                      "cycle": False, "reply": ACK, "window": s.echo_window,
                                      "seconds": s.seconds})["rate"]
         finally:
-            server.stop()
+            if fresh:
+                server.stop()
     bench.progress.end()
     echo = next((r for r in bench.rows if r.key == "ceiling.echo"), None)
     base = echo.baselines if echo else {}
@@ -578,9 +597,9 @@ def scenario_publish(bench: Bench) -> None:
 def scenario_catchup(bench: Bench) -> None:
     s = bench.settings
     m = s.missed
-    plan = [("raw", ["--events", str(m)], None), ("tornado", ["--events", str(m)], None),
-            ("websockets", ["--events", str(m)], None),
-            ("memory", ["--events", str(m), "--log", "memory"], "wsdemo"),
+    # The shared servers hold the history already; the SQLite one is fresh.
+    plan = [("raw", [], None), ("tornado", [], None), ("websockets", [], None),
+            ("memory", [], "wsdemo"),
             ("SQLite", ["--events", str(m), "--log",
                         f"sqlite:{bench.workdir / 'catchup.sqlite'}"], "wsdemo")]
     rates: dict[str, float] = {}
@@ -588,7 +607,9 @@ def scenario_catchup(bench: Bench) -> None:
     bench.progress.begin("catchup", len(plan))
     for name, options, kind in plan:
         bench.progress.step(f"replay {m} events: {name}")
-        server = bench.server(kind or name, *options, label=f"{kind or name} ({name})")
+        fresh = bool(options)
+        server = (bench.server(kind or name, *options, label=f"{kind or name} ({name})")
+                  if fresh else bench.shared(kind or name))
         try:
             if kind == "wsdemo":
                 job = _wsdemo_target(server.port)
@@ -600,7 +621,8 @@ def scenario_catchup(bench: Bench) -> None:
                                 "end": RECOVERED, "trigger": encode_text(trigger).hex(),
                                 "max_seconds": 150}, timeout=180)
         finally:
-            server.stop()
+            if fresh:
+                server.stop()
         rates[name] = result["rate"]
         complete[name] = result["complete"]
     bench.progress.end()
@@ -631,6 +653,8 @@ def redis_available() -> str | None:
 
 def scenario_redis(bench: Bench) -> None:
     why = redis_available()
+    if why is None and bench.settings.quick and "redis" not in bench.settings.only:
+        why = "not part of --quick (run it with --only redis, or without --quick)"
     if why is not None:
         bench.skipped.append({"scenario": "redis", "reason": why})
         return
@@ -666,7 +690,7 @@ def scenario_redis(bench: Bench) -> None:
                                "ports": [srv.port for srv in servers], "event": EVENT,
                                "cycle": False}
                     rates[n][setup] = bench.job(
-                        {**job, "op": "fanout", "clients": n, "window": s.window,
+                        {**job, "op": "fanout", "clients": n, "window": _window(s, n),
                          "template": PUBLISH, "pool": _fanout_pool(s, n), "seconds": s.seconds,
                          "settle_limit": s.settle_limit}, timeout=s.settle_limit + 120)["rate"]
             finally:
@@ -733,6 +757,7 @@ def run(settings: Settings | None = None, *, quick: bool = False,
     from .bench_load import raise_fd_limit
 
     raise_fd_limit()
+    load_before = os.getloadavg()[0]  # before our own processes add to it
     started = time.monotonic()
     bar = Progress(settings.progress)
     workdir = Path(tempfile.mkdtemp(prefix="wsdemo-bench-"))
@@ -742,6 +767,7 @@ def run(settings: Settings | None = None, *, quick: bool = False,
         for name in SCENARIOS:
             if not settings.wants(name):
                 continue
+            started_scenario = time.monotonic()
             try:
                 RUNNERS[name](bench)
             except ChildFailed as exc:
@@ -750,13 +776,26 @@ def run(settings: Settings | None = None, *, quick: bool = False,
                 bench.failed.append({"scenario": name, "error": str(exc)})
                 if name == "ceiling":
                     break  # without a ceiling nothing else can be judged
+            finally:
+                bench.timings[name] = round(time.monotonic() - started_scenario, 1)
     finally:
         stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    return _results(bench, settings, time.monotonic() - started)
+    return _results(bench, settings, time.monotonic() - started, load_before)
 
 
-def _results(bench: Bench, settings: Settings, seconds: float) -> dict[str, Any]:
+def _revision() -> str | None:
+    """The checkout measured (``git describe --always --dirty``), when it is one."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def _results(bench: Bench, settings: Settings, seconds: float,
+             load_before: float) -> dict[str, Any]:
     import tornado
     import websockets
 
@@ -767,11 +806,13 @@ def _results(bench: Bench, settings: Settings, seconds: float) -> dict[str, Any]
                          for k, v in asdict(settings).items()},
             "placement": bench.placement,
             "cpus": os.cpu_count(),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "load_before": round(load_before, 2),  # other processes' load at the start
+            "revision": _revision(),
             "python": sys.version.split()[0],
             "tornado": tornado.version,
             "websockets": websockets.__version__,
             "seconds": round(seconds, 1),
+            "scenario_seconds": bench.timings,
             "messages": "publish/set ≈70-80 B of JSON; events ≈110 B",
         },
         "generator": {
@@ -805,12 +846,16 @@ def format_table(results: dict[str, Any]) -> str:
     lines = [
         "wsdemo bench — loopback, one run; compare the ratios, not the absolute numbers",
         f"placement: {meta['placement']}",
-        f"python {meta['python']}, tornado {meta['tornado']}, websockets {meta['websockets']}; "
-        f"load average {meta['load_average'][0]:.2f}; {meta['messages']}",
+        f"wsdemo {meta['revision'] or '?'}; python {meta['python']}, tornado {meta['tornado']}, "
+        f"websockets {meta['websockets']}; {meta['messages']}",
         "ratios = wsdemo / baseline; 'raw' = the same job against a raw asyncio server: "
         "the generator's ceiling (its floor for µs and KiB)",
-        "",
     ]
+    busy = meta["load_before"] > 0.5 * (meta["cpus"] or 1)
+    lines.append(f"load average before the run: {meta['load_before']:.2f}"
+                 + (" — WARNING: other processes compete for the CPUs; every number is "
+                    "noisy, rates most (server CPU per delivery least)" if busy else ""))
+    lines.append("")
     header = ["scenario", "metric", "unit", "wsdemo", "tornado", "websockets",
               "×tornado", "×websockets", "raw (ceiling)", "gen. ahead"]
     body = []

@@ -418,16 +418,31 @@ async def job_echo_rate(job: Job) -> dict[str, Any]:
 async def _measure_rate(job: Job, tally: Tally, seconds: float, warmup: float,
                         stop: Callable[[], None],
                         extra: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Matched frames per second over ``seconds``, after ``warmup`` seconds of load."""
+    """Matched frames per second over ``seconds``, after ``warmup`` seconds of load.
+
+    With ``server_pid`` in the job, also the CPU time the server used in that
+    window: unlike a rate, it hardly moves when other processes compete for the CPUs.
+    """
+    pid = job.spec.get("server_pid")
     await asyncio.sleep(warmup)
-    c0, t0 = tally.matched, time.perf_counter()
+    c0, t0, cpu0 = tally.matched, time.perf_counter(), cpu_seconds(pid)
     end = t0 + seconds
     while (now := time.perf_counter()) < end:
         await asyncio.sleep(min(0.1, end - now))
         job.progress(now - t0, seconds)
-    c1, t1 = tally.matched, time.perf_counter()
+    c1, t1, cpu1 = tally.matched, time.perf_counter(), cpu_seconds(pid)
     stop()
-    return {"rate": (c1 - c0) / (t1 - t0), "count": c1 - c0, "seconds": t1 - t0, **extra()}
+    return {"rate": (c1 - c0) / (t1 - t0), "count": c1 - c0, "seconds": t1 - t0,
+            "server_cpu": None if pid is None else cpu1 - cpu0, **extra()}
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` so far (0 without one), from /proc."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def job_fanout(job: Job) -> dict[str, Any]:

@@ -20,8 +20,8 @@ Kinds, each doing the same jobs as plainly as it can:
 ``wsdemo``
     The control server itself (:class:`wsdemo.server.ControlServer`): a
     ``controls`` room with one slider, a ``bench`` room that takes publishes,
-    and an event log (memory, a SQLite file, or Redis), optionally prefilled
-    with ``--events`` events so that a client can ask to catch up.
+    a ``history`` room, and an event log (memory, a SQLite file, or Redis)
+    holding ``--events`` events of the history room, for a client to catch up on.
 
 The same events (``event_texts``) are what every kind replays, byte for byte.
 """
@@ -46,19 +46,21 @@ from .wire import Frame, Opcode, accept_key
 
 __all__ = ["BENCH_DATA", "event_texts", "main", "recovered_text"]
 
-BENCH_ROOM = "bench"
+BENCH_ROOM = "bench"  # where the benchmark publishes
+HISTORY_ROOM = "history"  # what a catching-up client missed: nobody publishes here
 BENCH_DATA = "x" * 16  # the data of every benchmark message: small, as a control change is
 BACKLOG = 4096  # 10,000 connections arrive in bursts
 
 
 def event_texts(count: int) -> list[str]:
-    """The ``event`` messages ``1..count`` of the bench room, as the control server sends them."""
-    return [encode(Event(BENCH_ROOM, seq, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
+    """The ``event`` messages ``1..count`` of the history room, as the control server sends
+    them."""
+    return [encode(Event(HISTORY_ROOM, seq, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
                    .to_message()) for seq in range(1, count + 1)]
 
 
 def recovered_text(count: int) -> str:
-    return encode({"type": "recovered", "room": BENCH_ROOM, "from": 1, "to": count,
+    return encode({"type": "recovered", "room": HISTORY_ROOM, "from": 1, "to": count,
                    "complete": True})
 
 
@@ -298,13 +300,13 @@ async def start_websockets(args: argparse.Namespace) -> Callable[[], Awaitable[N
 # --- the control server --------------------------------------------------------------------
 
 async def open_bench_log(where: str, events: int, synchronous: str) -> Any:
-    """The control server's log, holding ``events`` events of the bench room."""
+    """The control server's log, holding ``events`` events of the history room."""
     from .eventlog import MemoryEventLog
 
     if where == "memory":
         log = MemoryEventLog(max_events=max(10_000, events), max_ids=max(100_000, events))
         for seq in range(1, events + 1):  # the same events as event_texts()
-            log.append_now(BENCH_ROOM, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
+            log.append_now(HISTORY_ROOM, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
         return log
     if where.startswith(("redis://", "rediss://")):
         from .logs import open_log
@@ -333,7 +335,7 @@ async def _prefill_sqlite(path: str, events: int, schema: int) -> None:
     log = SQLiteEventLog(path, synchronous="NORMAL", max_events=max(1_000_000, events))
     if schema != 1:
         for seq in range(1, events + 1):
-            await log.append(BENCH_ROOM, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
+            await log.append(HISTORY_ROOM, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
         await log.close()
         return
     await log.close()  # it made the schema
@@ -343,11 +345,11 @@ async def _prefill_sqlite(path: str, events: int, schema: int) -> None:
     try:
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       ((BENCH_ROOM, s, f"e{s:07d}", "bench", "publish", data, now)
+                       ((HISTORY_ROOM, s, f"e{s:07d}", "bench", "publish", data, now)
                         for s in range(1, events + 1)))
         db.executemany("INSERT INTO ids VALUES (?, ?, ?)",
-                       ((BENCH_ROOM, f"e{s:07d}", s) for s in range(1, events + 1)))
-        db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?)", (BENCH_ROOM, events))
+                       ((HISTORY_ROOM, f"e{s:07d}", s) for s in range(1, events + 1)))
+        db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?)", (HISTORY_ROOM, events))
         db.execute("COMMIT")
     finally:
         db.close()
@@ -361,6 +363,7 @@ async def start_wsdemo(args: argparse.Namespace) -> Callable[[], Awaitable[None]
     log = await open_bench_log(args.log, args.events, args.sync)
     server = ControlServer("127.0.0.1", 0, log=log, ping_interval=20.0)
     server.add_room(BENCH_ROOM)
+    server.add_room(HISTORY_ROOM)
     server.expose("speed", widgets.IntSlider(value=5, min=0, max=10, step=1), room="controls")
     server.start()
     args.port = server.port
