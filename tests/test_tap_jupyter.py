@@ -20,6 +20,10 @@ from wsdemo.tap_jupyter import V1_SUBPROTOCOL, decode_v1, encode_v1, kernel_mess
 from wsdemo.wire import Opcode
 
 TOKEN = "wsdemo-test-token"
+EXTENSIONS_OFF = repr({name: False for name in (
+    "jupyterlab", "jupyter_lsp", "jupyter_server_proxy", "notebook_shim",
+    "jupyter_server_terminals",
+)})
 URL_LINE = re.compile(rb"http://127\.0\.0\.1:(\d+)/")
 
 
@@ -58,6 +62,9 @@ async def jupyter_port(tmp_path):
         sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
         "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}",
+        # The kernel REST API and its WebSocket are the server's own handlers;
+        # the Lab/LSP/proxy extensions only double the start-up time.
+        f"--ServerApp.jpserver_extensions={EXTENSIONS_OFF}",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
     )
     assert proc.stderr is not None
