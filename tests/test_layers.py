@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-SANS_IO = ["wsdemo.protocol", "wsdemo.eventlog", "wsdemo.controls"]
+SANS_IO = ["wsdemo.protocol", "wsdemo.eventlog", "wsdemo.controls", "wsdemo.access",
+           "wsdemo.wire", "wsdemo.tap_http", "wsdemo.tap_decode", "wsdemo.tap_frames",
+           "wsdemo.tap_jupyter"]
 FORBIDDEN = ["socket", "asyncio", "tornado", "ssl", "selectors", "ipywidgets"]
 
 
