@@ -122,3 +122,14 @@ def test_open_log_picks_by_name(tmp_path):
     log = open_log(f"sqlite:{tmp_path / 'x.sqlite'}")
     assert isinstance(log, SQLiteEventLog)
     asyncio.run(log.close())
+
+
+async def test_state_keeps_each_controls_latest_value_past_retention(log):
+    for value in (1, 2, 3):
+        await log.append("r", f"s{value}", "s", "set", {"target": "speed", "value": value})
+    await log.append("r", "m", "s", "set", {"target": "mode", "value": "hold"})
+    for i in range(6):
+        await log.append("r", f"p{i}", "s", "publish", {"n": i})  # pushes the sets out
+    assert await log.first_seq("r") > 4, "the set events are past retention"
+    assert await log.state("r") == {"mode": "hold", "speed": 3}
+    assert await log.state("other") == {}

@@ -307,3 +307,29 @@ async def test_slow_consumer_cut_off_then_resumes_without_loss(tmp_path):
         stream.close()
     finally:
         await srv.stop()
+
+
+async def test_a_restart_on_the_same_file_restores_the_controls(tmp_path, demo_widgets):
+    import ipywidgets as w
+
+    path = tmp_path / "e.sqlite"
+    srv = ControlServer(port=0, log=SQLiteEventLog(path, max_events=2))
+    srv.expose("speed", demo_widgets["speed"])
+    srv.start()
+    client = await ControlClient.connect(srv.ws_url)
+    await client.join("controls")
+    for value in (7, 8, 9, 3):
+        await client.set("controls", "speed", value)
+    await client.close()
+    await srv.stop()
+    fresh = w.IntSlider(value=5, min=0, max=10)  # a new kernel: the widget at its default
+    srv = ControlServer(port=0, log=SQLiteEventLog(path, max_events=2)).start()
+    srv.expose("speed", fresh)  # exposed after start, as a notebook does
+    try:
+        back = await ControlClient.connect(srv.ws_url)
+        snapshot = await back.join("controls")
+        assert snapshot["seq"] == 4 and snapshot["state"] == {"speed": 3}
+        assert fresh.value == 3, "the log's value is put back into the widget"
+        await back.close()
+    finally:
+        await srv.stop()

@@ -14,7 +14,10 @@ answers at once or after a commit:
   recognise a duplicate ``id``;
 * ``read_after(room, seq, limit) -> list[Event]`` — the held events ``> seq``;
 * ``last_seq(room)`` and ``first_seq(room)`` — the newest seq, and the oldest
-  one still held (retention drops the oldest).
+  one still held (retention drops the oldest);
+* ``state(room) -> {target: value}`` — the latest value of every control set
+  in the room, kept apart from the events so retention never forgets it: what
+  a restarted server puts back into its controls.
 """
 
 from __future__ import annotations
@@ -72,12 +75,13 @@ class Appended:
 
 
 class _Room:
-    __slots__ = ("events", "ids", "last_seq")
+    __slots__ = ("events", "ids", "last_seq", "state")
 
     def __init__(self) -> None:
         self.events: deque[Event] = deque()
         self.last_seq = 0
         self.ids: OrderedDict[str, Event] = OrderedDict()
+        self.state: dict[str, Any] = {}
 
 
 class MemoryEventLog:
@@ -118,6 +122,8 @@ class MemoryEventLog:
         if len(state.events) > self.max_events:
             state.events.popleft()
         state.ids[id] = event
+        if kind == "set" and isinstance(data, dict) and "target" in data:
+            state.state[data["target"]] = data.get("value")
         if len(state.ids) > self.max_ids:
             state.ids.popitem(last=False)
         return Appended(event, duplicate=False)
@@ -138,6 +144,10 @@ class MemoryEventLog:
     def last_seq_now(self, room: str) -> int:
         state = self._rooms.get(room)
         return 0 if state is None else state.last_seq
+
+    async def state(self, room: str) -> dict[str, Any]:
+        state = self._rooms.get(room)
+        return {} if state is None else dict(state.state)
 
     async def first_seq(self, room: str) -> int:
         """The oldest seq still held (``last_seq + 1`` when none is held)."""

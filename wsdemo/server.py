@@ -77,10 +77,13 @@ class Room:
         self.local_ids: set[str] = set()  # kernel changes of ours, not yet followed back
         self.lingering: dict[str, asyncio.TimerHandle] = {}  # user -> end of grace
         self.shared_counts: dict[str, int] | None = None  # from the shared presence
+        self.restoring: set[asyncio.Task] = set()
         self._announced: dict[str, int] = {}
 
     async def current_seq(self) -> int:
         """The seq that the room's state reflects (read from the log the first time)."""
+        if self.restoring:  # the controls are being put back from the log
+            await asyncio.gather(*list(self.restoring), return_exceptions=True)
         if self.applied_seq is None:
             last = await self.server.log.last_seq(self.name)
             if self.applied_seq is None:  # nothing was broadcast while we waited
@@ -617,6 +620,8 @@ class ControlServer:
         self._http.add_sockets(sockets)
         for room in self.rooms.values():
             self._start_follower(room)
+            if room.bridge is not None:
+                self._restore_controls(room, room.bridge.targets)
         if self.presence_store is not None:
             self._presence_ops = asyncio.Queue()
             self._presence_tasks = [asyncio.ensure_future(self._write_presence()),
@@ -792,7 +797,33 @@ class ControlServer:
         if the_room.bridge is None:
             the_room.bridge = WidgetBridge(self, the_room.name)
         the_room.bridge.expose(target, widget)
+        if self.running:
+            self._restore_controls(the_room, [target])
         return widget
+
+    def _restore_controls(self, room: Room, targets: list[str]) -> None:
+        """Put the log's latest values back into the controls (after a restart)."""
+        if room.bridge is None or not hasattr(self.log, "state"):
+            return
+        task = asyncio.ensure_future(self._restore(room, targets))
+        room.restoring.add(task)
+        task.add_done_callback(room.restoring.discard)
+
+    async def _restore(self, room: Room, targets: list[str]) -> None:
+        try:
+            state = await self.log.state(room.name)
+        except Exception as exc:
+            logger.warning("controls of %r not restored from the log: %s", room.name, exc)
+            return
+        assert room.bridge is not None
+        for target in targets:
+            if target not in state or target not in room.bridge.targets:
+                continue
+            try:
+                room.bridge.apply(target, room.bridge.check(target, state[target]))
+            except Exception as exc:  # the widget's limits changed since it was logged
+                logger.warning("%s.%s: logged value %r does not fit any more (%s)",
+                               room.name, target, state[target], exc)
 
     # --- events ------------------------------------------------------------------
 

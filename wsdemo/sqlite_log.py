@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS ids (
     PRIMARY KEY (room, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ids_by_seq ON ids (room, seq);
+CREATE TABLE IF NOT EXISTS state (
+    room TEXT NOT NULL, target TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (room, target)
+) WITHOUT ROWID;
 """
 
 
@@ -91,7 +95,11 @@ class SQLiteEventLog:
         self._db: sqlite3.Connection | None = None
         # Opening runs on the worker thread too (a connection stays on its thread);
         # waiting here makes a bad file fail now, in the constructor.
-        self._executor.submit(self._open).result()
+        try:
+            self._executor.submit(self._open).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
 
     # --- on the worker thread ------------------------------------------------------
 
@@ -148,6 +156,12 @@ class SQLiteEventLog:
             db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (room, seq, id, sender, kind, text, now))
             db.execute("INSERT INTO ids VALUES (?, ?, ?)", (room, id, seq))
+            if kind == "set" and isinstance(data, dict) and "target" in data:
+                # The control's latest value, in the same transaction: retention
+                # may drop the event, never the state it left.
+                db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
+                           (room, str(data["target"]),
+                            json.dumps(data.get("value"), allow_nan=False), seq))
             self._retain(db, room, seq, now)
             db.execute("COMMIT")
         except BaseException:
@@ -203,6 +217,12 @@ class SQLiteEventLog:
                                    (room,)).fetchone()
         return row[0] if row and row[0] is not None else self._last_seq(room) + 1
 
+    def _state(self, room: str) -> dict[str, Any]:
+        assert self._db is not None
+        rows = self._db.execute("SELECT target, value FROM state WHERE room = ? ORDER BY target",
+                                (room,)).fetchall()
+        return {target: json.loads(value) for target, value in rows}
+
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -224,6 +244,9 @@ class SQLiteEventLog:
 
     async def first_seq(self, room: str) -> int:
         return await self._run(self._first_seq, room)
+
+    async def state(self, room: str) -> dict[str, Any]:
+        return await self._run(self._state, room)
 
     def new_id(self, prefix: str = "local") -> str:
         return f"{prefix}-{uuid.uuid4().hex[:16]}"
