@@ -288,7 +288,9 @@ class Progress:
 
     def draw(self, force: bool = False, end: str = "") -> None:
         now = time.monotonic()
-        if not self.enabled or (not force and now - self._drawn < 0.2):
+        # Not a terminal (a notebook, a CI log): every line is kept, so fewer of them.
+        every = 0.2 if getattr(self.stream, "isatty", lambda: False)() else 1.0
+        if not self.enabled or (not force and now - self._drawn < every):
             return
         self._drawn = now
         done = min(1.0, (max(0, self.step_index) + self.fraction) / self.steps)
@@ -377,7 +379,19 @@ class Bench:
         server = self._shared.get(kind)
         if server is None or server.proc.poll() is not None:
             events = self.settings.missed if self.settings.wants("catchup") else 0
-            server = self._shared[kind] = self.server(kind, "--events", str(events))
+            server = self._shared[kind] = self.warm(self.server(kind, "--events", str(events)))
+        return server
+
+    def warm(self, server: Server) -> Server:
+        """A few round trips first: what a process does once (lazy imports, first
+        allocations) must not land in the first measurement."""
+        if server.name.startswith("wsdemo"):
+            job = {**_wsdemo_target(server.port, *_joined("controls")), "template": SET,
+                   "reply": EVENT}
+        else:
+            job = {"port": server.port, "path": "/echo", "template": PUBLISH, "reply": ""}
+        self.generator.run({**job, "op": "latency", "count": 20, "warmup": 0,
+                            "max_seconds": 5}, 30)
         return server
 
     def job(self, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
@@ -572,8 +586,8 @@ def scenario_publish(bench: Bench) -> None:
     for name, options in logs:
         bench.progress.step(f"publish → ack: {name} log")
         fresh = bool(options)
-        server = (bench.server("wsdemo", *options, label=f"wsdemo ({name} log)") if fresh
-                  else bench.shared("wsdemo"))
+        server = (bench.warm(bench.server("wsdemo", *options, label=f"wsdemo ({name} log)"))
+                  if fresh else bench.shared("wsdemo"))
         try:
             rates[name] = bench.job({**_wsdemo_target(server.port, *_joined("bench")),
                                      "op": "echo_rate", "template": PUBLISH, "pool": s.pool,
@@ -588,7 +602,7 @@ def scenario_publish(bench: Bench) -> None:
     for name, rate in rates.items():
         key = "publish." + name.split()[-1].lower()
         note = "baselines: echo (ceiling scenario)"
-        if name != "memory":
+        if name != "memory" and rates.get("memory"):
             note = f"{rate / rates['memory']:.2f}× the memory log; " + note
         bench.add(Row("publish", key, f"publish→ack, {name} log", "msg/s", "higher", rate,
                       dict(base), bench.ceilings.get("echo"), note=note))
@@ -603,12 +617,13 @@ def scenario_catchup(bench: Bench) -> None:
             ("SQLite", ["--events", str(m), "--log",
                         f"sqlite:{bench.workdir / 'catchup.sqlite'}"], "wsdemo")]
     rates: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # server CPU µs per replayed event
     complete: dict[str, bool] = {}
     bench.progress.begin("catchup", len(plan))
     for name, options, kind in plan:
         bench.progress.step(f"replay {m} events: {name}")
         fresh = bool(options)
-        server = (bench.server(kind or name, *options, label=f"{kind or name} ({name})")
+        server = (bench.warm(bench.server(kind or name, *options, label=f"{kind} ({name})"))
                   if fresh else bench.shared(kind or name))
         try:
             if kind == "wsdemo":
@@ -619,12 +634,14 @@ def scenario_catchup(bench: Bench) -> None:
                 trigger = HELLO
             result = bench.job({**job, "op": "catchup", "events": m, "event": EVENT,
                                 "end": RECOVERED, "trigger": encode_text(trigger).hex(),
-                                "max_seconds": 150}, timeout=180)
+                                "max_seconds": 150, "server_pid": server.pid}, timeout=180)
         finally:
             if fresh:
                 server.stop()
         rates[name] = result["rate"]
         complete[name] = result["complete"]
+        if result["server_cpu"]:
+            cpu[name] = result["server_cpu"] * 1e6 / max(1, result["events"])
     bench.progress.end()
     incomplete = [k for k, ok in complete.items() if not ok]
     for log in ("memory", "SQLite"):
@@ -634,6 +651,10 @@ def scenario_catchup(bench: Bench) -> None:
         bench.add(Row("catchup", f"catchup.{log.lower()}", f"catch-up, {log} log", "events/s",
                       "higher", rates.get(log), {k: rates.get(k) for k in BASELINES},
                       rates.get("raw"), note=note))
+    for log in ("memory", "SQLite"):
+        bench.add(Row("catchup", f"catchup.cpu.{log.lower()}",
+                      f"server CPU per replayed event, {log}", "µs", "lower", cpu.get(log),
+                      {k: cpu.get(k) for k in BASELINES}, cpu.get("raw"), judge=False))
 
 
 def _free_port() -> int:
@@ -676,11 +697,11 @@ def scenario_redis(bench: Bench) -> None:
             servers: list[Server] = []
             try:
                 if setup in ("raw", "tornado"):
-                    servers.append(bench.server(setup))
+                    servers.append(bench.warm(bench.server(setup)))
                 else:
                     for name in ("A", "B")[: 1 if setup == "one server" else 2]:
-                        servers.append(bench.server("wsdemo", "--log", url,
-                                                    label=f"wsdemo {name} (Redis)"))
+                        servers.append(bench.warm(bench.server(
+                            "wsdemo", "--log", url, label=f"wsdemo {name} (Redis)")))
                 for n in counts:
                     bench.progress.step(f"{n} clients: {setup}")
                     if setup in ("raw", "tornado"):

@@ -273,6 +273,11 @@ class FrameSource:
         self.end = self.start + count
         self.sent = 0
 
+    @property
+    def exhausted(self) -> bool:
+        """Every unused frame was sent: the run may have been cut short by its pool."""
+        return not self.cycle and self.start + self.sent >= self.end
+
     def take(self, k: int) -> bytes:
         frames = self.pool.frames
         at = self.start + self.sent
@@ -410,7 +415,7 @@ async def job_echo_rate(job: Job) -> dict[str, Any]:
         return await _measure_rate(job, tally, seconds, spec.get("warmup", 0.2),
                                    stop=lambda: state.__setitem__("stopped", True),
                                    extra=lambda: {"sent": frames.sent,
-                                                  "pool_exhausted": frames.sent >= spec["pool"]})
+                                                  "pool_exhausted": frames.exhausted})
     finally:
         conn.abort()
 
@@ -509,7 +514,7 @@ async def job_fanout(job: Job) -> dict[str, Any]:
             "subscribers": len(subs), "failed": len(errors), "errors": [e for e in errors if e],
             "connect_seconds": connected, "settle_seconds": settle,
             "setup_frames": setup_frames, "settled": settled, "published": frames.sent,
-            "pool_exhausted": frames.sent >= spec["pool"],
+            "pool_exhausted": frames.exhausted,
             "missing": max(0, expected - sub_tally.matched),
             "closed": len(closed), "close_codes": sorted({c for c in closed if c}),
         })
@@ -529,7 +534,8 @@ async def job_catchup(job: Job) -> dict[str, Any]:
     conn = conns[0]
     expected = spec["events"]
     trigger = bytes.fromhex(spec["trigger"])
-    started = time.perf_counter()
+    pid = spec.get("server_pid")
+    started, cpu0 = time.perf_counter(), cpu_seconds(pid)
     waiter = asyncio.ensure_future(conn.exchange(trigger, spec["end"].encode(),
                                                  timeout=spec.get("max_seconds", 120)))
     try:
@@ -537,9 +543,10 @@ async def job_catchup(job: Job) -> dict[str, Any]:
             await asyncio.wait({waiter}, timeout=0.2)
             job.progress(tally.matched, expected)
         await waiter
-        elapsed = time.perf_counter() - started
+        elapsed, cpu1 = time.perf_counter() - started, cpu_seconds(pid)
         return {"rate": tally.matched / elapsed, "events": tally.matched, "seconds": elapsed,
-                "complete": tally.matched == expected}
+                "complete": tally.matched == expected,
+                "server_cpu": None if pid is None else cpu1 - cpu0}
     finally:
         waiter.cancel()
         conn.abort()
