@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from conftest import CHROMIUM, CHROMIUM_ARGS, need
 
 from wsdemo import ControlClient, ControlServer
 from wsdemo.auth import JWTAccess, KeyRing
@@ -25,7 +28,8 @@ try:
 except ImportError:  # the browser fixture skips (or fails, where required) with the reason
     expect = None
 
-pytestmark = pytest.mark.browser
+# One event loop and one Chromium for the module (see test_page.py).
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 WAIT_MS = 5_000
 WAIT_S = WAIT_MS / 1000
@@ -33,7 +37,23 @@ ROOM = "controls"
 PASSWORDS = {"ada": "correct horse", "rita": "read only"}
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    """conftest's ``browser``, launched once for the module (same skip/fail rule)."""
+    need("browser", Path(CHROMIUM).exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
+    try:
+        import playwright.async_api as playwright_api
+    except ImportError:
+        need("browser", False, "playwright is not installed (pip install playwright)")
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def page(browser):
     """A fresh page; any uncaught JavaScript error fails the test."""
     context = await browser.new_context(viewport={"width": 1000, "height": 800})
@@ -47,7 +67,7 @@ async def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def secured(demo_widgets):
     """``(server, access)``: the demo controls behind JWT logins.
 

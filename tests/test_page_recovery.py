@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from conftest import CHROMIUM, CHROMIUM_ARGS, need
 
 from wsdemo import ControlClient, ControlServer
 from wsdemo.sqlite_log import SQLiteEventLog
@@ -29,14 +31,31 @@ try:
 except ImportError:  # the browser fixture skips (or fails, where required) with the reason
     expect = None
 
-pytestmark = pytest.mark.browser
+# One event loop and one Chromium for the module (see test_page.py).
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 WAIT_MS = 5_000
 WAIT_S = WAIT_MS / 1000
 ROOM = "controls"
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    """conftest's ``browser``, launched once for the module (same skip/fail rule)."""
+    need("browser", Path(CHROMIUM).exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
+    try:
+        import playwright.async_api as playwright_api
+    except ImportError:
+        need("browser", False, "playwright is not installed (pip install playwright)")
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def page(browser):
     """A fresh page; any uncaught JavaScript error fails the test."""
     context = await browser.new_context(viewport={"width": 1000, "height": 800})
@@ -56,6 +75,21 @@ def serve(port: int, widgets: dict[str, Any], path: Path) -> ControlServer:
     for name, widget in widgets.items():
         srv.expose(name, widget)
     return srv.start()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def durable(demo_widgets, tmp_path):
+    """``(server, watcher)``: a server on a SQLite log, and a client in its room."""
+    srv = serve(0, demo_widgets, tmp_path / "events.sqlite")
+    try:
+        watcher = await ControlClient.connect(srv.ws_url, client="watcher")
+        try:
+            await watcher.join(ROOM)
+            yield srv, watcher
+        finally:
+            await watcher.close()
+    finally:
+        await srv.stop()
 
 
 def control(page, target: str):
@@ -168,10 +202,9 @@ async def test_page_resumes_across_a_restart_and_sends_what_waited(page, demo_wi
             await second.stop()
 
 
-async def test_a_set_whose_ack_was_lost_is_applied_once(page, server, demo_widgets, connect):
+async def test_a_set_whose_ack_was_lost_is_applied_once(page, durable, demo_widgets):
     """The set reaches the server, its ack does not: the retry is recognised."""
-    watcher = await connect("watcher")
-    await watcher.join(ROOM)
+    server, watcher = durable
     from_page: list[dict[str, Any]] = []
     connections: list[Any] = []
     doubled = {"events": 0}
