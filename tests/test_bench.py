@@ -106,7 +106,8 @@ def test_runs_end_to_end_without_failure(results):
     keys = [row["key"] for row in results["rows"]]
     assert keys == ["ceiling.echo", "latency.p50", "latency.p99", "fanout.1", "fanout.20",
                     "fanout.cpu.1", "fanout.cpu.20", "join.20", "publish.memory",
-                    "publish.normal", "publish.full", "catchup.memory", "catchup.sqlite",
+                    "publish.normal", "publish.full", "publish.cpu.memory", "publish.cpu.normal",
+                    "publish.cpu.full", "catchup.memory", "catchup.sqlite",
                     "catchup.cpu.memory", "catchup.cpu.sqlite"]
 
 

@@ -362,6 +362,7 @@ class Bench:
         self.failed: list[dict[str, str]] = []
         self.details: dict[str, Any] = {}
         self.ceilings: dict[str, float] = {}
+        self.echo_cpu: dict[str, float | None] = {}  # server CPU µs per echoed message
         self.timings: dict[str, float] = {}
         self._shared: dict[str, Server] = {}
 
@@ -424,8 +425,10 @@ def scenario_ceiling(bench: Bench) -> None:
         server = bench.shared(kind)
         result = bench.job({"op": "echo_rate", "port": server.port, "path": "/echo",
                             "template": PUBLISH, "pool": 4096, "cycle": True,
-                            "window": s.echo_window, "seconds": s.seconds})
+                            "window": s.echo_window, "seconds": s.seconds,
+                            "server_pid": server.pid})
         rates[kind] = result["rate"]
+        bench.echo_cpu[kind] = _cpu_per(result)
     bench.progress.end()
     bench.ceilings["echo"] = rates["raw"]
     bench.add(Row("ceiling", "ceiling.echo", f"echo, {s.echo_window} in flight", "msg/s",
@@ -497,8 +500,7 @@ def scenario_fanout(bench: Bench) -> None:
                       {k: rate.get(k) for k in BASELINES}, rate.get("raw"),
                       note="; ".join(notes)))
     for n in s.clients:
-        cpu = {k: v["server_cpu"] * 1e6 / v["count"] for k, v in results[n].items()
-               if v["count"] and v["server_cpu"]}
+        cpu = {k: _cpu_per(v) for k, v in results[n].items()}
         bench.add(Row("fanout", f"fanout.cpu.{n}", f"server CPU per delivery, {n} client"
                       f"{'s' * (n > 1)}", "µs", "lower", cpu.get("wsdemo"),
                       {k: cpu.get(k) for k in BASELINES}, cpu.get("raw"), judge=False,
@@ -515,6 +517,12 @@ def scenario_fanout(bench: Bench) -> None:
         bench.add(Row("fanout", f"join.{n}", f"{n} clients in one room", "s", "lower",
                       took.get("wsdemo"), {k: took.get(k) for k in BASELINES}, took.get("raw"),
                       note=note, judge=False))
+
+
+def _cpu_per(result: dict[str, Any], count: str = "count") -> float | None:
+    """Server CPU µs per message of a job's result (None below one clock tick)."""
+    cpu = result.get("server_cpu")
+    return cpu * 1e6 / result[count] if cpu and result.get(count) else None
 
 
 def _window(s: Settings, clients: int) -> int:
@@ -582,6 +590,7 @@ def scenario_publish(bench: Bench) -> None:
             ("SQLite FULL", ["--log", f"sqlite:{bench.workdir / 'full.sqlite'}",
                              "--sync", "FULL"])]
     rates: dict[str, float] = {}
+    cpu: dict[str, float | None] = {}
     bench.progress.begin("publish", len(logs))
     for name, options in logs:
         bench.progress.step(f"publish → ack: {name} log")
@@ -589,10 +598,11 @@ def scenario_publish(bench: Bench) -> None:
         server = (bench.warm(bench.server("wsdemo", *options, label=f"wsdemo ({name} log)"))
                   if fresh else bench.shared("wsdemo"))
         try:
-            rates[name] = bench.job({**_wsdemo_target(server.port, *_joined("bench")),
-                                     "op": "echo_rate", "template": PUBLISH, "pool": s.pool,
-                                     "cycle": False, "reply": ACK, "window": s.echo_window,
-                                     "seconds": s.seconds})["rate"]
+            result = bench.job({**_wsdemo_target(server.port, *_joined("bench")),
+                                "op": "echo_rate", "template": PUBLISH, "pool": s.pool,
+                                "cycle": False, "reply": ACK, "window": s.echo_window,
+                                "seconds": s.seconds, "server_pid": server.pid})
+            rates[name], cpu[name] = result["rate"], _cpu_per(result)
         finally:
             if fresh:
                 server.stop()
@@ -606,6 +616,12 @@ def scenario_publish(bench: Bench) -> None:
             note = f"{rate / rates['memory']:.2f}× the memory log; " + note
         bench.add(Row("publish", key, f"publish→ack, {name} log", "msg/s", "higher", rate,
                       dict(base), bench.ceilings.get("echo"), note=note))
+    for name in rates:
+        key = "publish.cpu." + name.split()[-1].lower()
+        bench.add(Row("publish", key, f"server CPU per publish, {name}", "µs", "lower",
+                      cpu.get(name), {k: bench.echo_cpu.get(k) for k in BASELINES},
+                      bench.echo_cpu.get("raw"), judge=False,
+                      note="baselines: CPU per echoed message" if name == "memory" else ""))
 
 
 def scenario_catchup(bench: Bench) -> None:
@@ -617,7 +633,7 @@ def scenario_catchup(bench: Bench) -> None:
             ("SQLite", ["--events", str(m), "--log",
                         f"sqlite:{bench.workdir / 'catchup.sqlite'}"], "wsdemo")]
     rates: dict[str, float] = {}
-    cpu: dict[str, float] = {}  # server CPU µs per replayed event
+    cpu: dict[str, float | None] = {}  # server CPU µs per replayed event
     complete: dict[str, bool] = {}
     bench.progress.begin("catchup", len(plan))
     for name, options, kind in plan:
@@ -640,8 +656,7 @@ def scenario_catchup(bench: Bench) -> None:
                 server.stop()
         rates[name] = result["rate"]
         complete[name] = result["complete"]
-        if result["server_cpu"]:
-            cpu[name] = result["server_cpu"] * 1e6 / max(1, result["events"])
+        cpu[name] = _cpu_per(result, "events")
     bench.progress.end()
     incomplete = [k for k, ok in complete.items() if not ok]
     for log in ("memory", "SQLite"):
