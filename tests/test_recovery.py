@@ -260,6 +260,9 @@ async def test_connection_cut_mid_frame_200_times(sqlite_server):
     writer = ReconnectingClient(url, rooms=["chat"], client="writer", backoff=FAST, timeout=2)
     try:
         await asyncio.gather(reader.start(wait_live=False), writer.start(wait_live=False))
+        # A first join is a snapshot: the reader must be in before seq 1 exists to see it
+        # as an event (through a proxy that cuts, that can take a few attempts).
+        await reader.wait_live(timeout=60)
         seen = []
         reading = asyncio.ensure_future(collect(reader, "chat", total, seen))
         pad = "p" * 200  # enough traffic for every cut to land somewhere
@@ -333,3 +336,44 @@ async def test_a_restart_on_the_same_file_restores_the_controls(tmp_path, demo_w
         await back.close()
     finally:
         await srv.stop()
+
+
+async def test_resuming_against_another_log_gets_a_snapshot_not_a_wrong_replay(demo_widgets):
+    first = ControlServer(port=0).start()
+    first.expose("speed", demo_widgets["speed"])
+    client = await ControlClient.connect(first.ws_url)
+    await client.join("controls")
+    for value in (1, 2, 3):
+        await client.set("controls", "speed", value)
+    epoch = client.welcome["epoch"]
+    await client.close()
+    port = first.port
+    await first.stop()
+    second = ControlServer(port=port).start()  # a new memory log: seqs start again
+    second.expose("speed", demo_widgets["speed"])
+    try:
+        writer = await ControlClient.connect(second.ws_url)
+        await writer.join("controls")
+        for value in (7, 8, 9, 6, 5):
+            await writer.set("controls", "speed", value)
+        back = await ControlClient.connect(second.ws_url, resume={"controls": 3}, epoch=epoch)
+        assert back.welcome["epoch"] != epoch
+        kinds = []
+        while not kinds or kinds[-1]["type"] != "recovered":
+            kinds.append(await back.next_message())
+        kinds = [k for k in kinds if k["type"] != "welcome"]
+        assert [k["type"] for k in kinds] == ["snapshot", "recovered"], "no replay of 4-5"
+        assert kinds[0]["state"] == {"speed": 5} and kinds[1]["complete"] is False
+        await back.close()
+        await writer.close()
+    finally:
+        await second.stop()
+
+
+async def test_a_close_reason_is_also_said_in_band(server):
+    client = await ControlClient.connect(server.ws_url)
+    client.send_raw("not json")
+    closed = await client.wait_closed()
+    said = [m for m in client.received if m["type"] == "error"]
+    assert said == [{"type": "error", "code": "closing", "close": 1007,
+                     "message": closed.reason}]

@@ -102,7 +102,8 @@ class ControlClient:
     @classmethod
     async def connect(cls, url: str, *, client: str = "python", token: str | None = None,
                       timeout: float = 5.0, hello: bool = True,
-                      resume: dict[str, int] | None = None) -> ControlClient:
+                      resume: dict[str, int] | None = None,
+                      epoch: str | None = None) -> ControlClient:
         """Open the WebSocket, send ``hello`` and wait for ``welcome``.
 
         ``resume`` maps rooms to the last seq seen there: the server replays what
@@ -133,6 +134,8 @@ class ControlClient:
                 message["token"] = token
             if resume:
                 message["resume"] = dict(resume)
+                if epoch is not None:
+                    message["epoch"] = epoch
             self.send(message)
             self.welcome = await self._wait(self._welcome)
             self.session = self.welcome.get("session")

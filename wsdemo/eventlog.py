@@ -100,6 +100,7 @@ class MemoryEventLog:
         self.max_ids = max_ids
         self._clock = clock
         self._rooms: dict[str, _Room] = {}
+        self.epoch = uuid.uuid4().hex[:16]  # a new log: its seqs start again at 1
 
     def _room(self, room: str) -> _Room:
         state = self._rooms.get(room)

@@ -15,7 +15,8 @@ and the reply that answers a request carries the same ``id``.
 
 Client → server::
 
-    hello   {token?, client?, resume?: {room: last_seq}}   must be the first message
+    hello   {token?, client?, resume?: {room: last_seq}, epoch?}   must be the first message;
+                                         epoch: the log the resumed seqs came from
     join    {room, id?}                  → snapshot (then presence)
     leave   {room, id?}                  → left
     publish {room, id, data}             → ack, and an event to every member
@@ -23,7 +24,8 @@ Client → server::
 
 Server → client::
 
-    welcome  {session, user, rooms, protocol}       answers hello; rooms = joinable rooms
+    welcome  {session, user, rooms, protocol, epoch}  answers hello; rooms = joinable rooms;
+                                                    epoch = the identity of the event log
     snapshot {room, seq, state, controls, id?}      answers join; state = {target: value},
                                                     controls = {target: {kind, limits...}}
     left     {room, id?}                            answers leave
@@ -146,6 +148,7 @@ class Hello:
     token: str | None = field(default=None, repr=False)  # a repr must never leak it
     client: str | None = None
     resume: dict[str, int] = field(default_factory=dict)
+    epoch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,11 @@ def _parse_hello(obj: dict[str, Any], msg_id: str | None) -> Hello:
         raise ProtocolError(
             ErrorCode.BAD_MESSAGE, "'resume' must map room names to last seen seq (>= 0)", msg_id
         )
-    return Hello(token=token, client=client[:MAX_NAME_LENGTH] if client else None, resume=resume)
+    epoch = obj.get("epoch")
+    if epoch is not None and (not isinstance(epoch, str) or len(epoch) > MAX_ID_LENGTH):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'epoch' must be a short string", msg_id)
+    return Hello(token=token, client=client[:MAX_NAME_LENGTH] if client else None,
+                 resume=resume, epoch=epoch)
 
 
 def _parse_join(obj: dict[str, Any], msg_id: str | None) -> Join:

@@ -93,6 +93,7 @@ class ReconnectingClient:
         self._runner: asyncio.Task | None = None
         self._closing = False
         self.gave_up: GaveUp | None = None
+        self.epoch: str | None = None  # of the log our seqs count in
 
     # --- life cycle -------------------------------------------------------------
 
@@ -148,6 +149,7 @@ class ReconnectingClient:
                 conn = await ControlClient.connect(
                     self.url, client=self.client_name, token=self.token, timeout=self.timeout,
                     resume={r: s for r, s in self.last_seq.items() if r in self.rooms},
+                    epoch=self.epoch,
                 )
             except (ConnectError, ConnectionClosed, TimeoutError, OSError) as exc:
                 code = getattr(exc, "code", None)
@@ -158,6 +160,7 @@ class ReconnectingClient:
                 await self._wait_before_retry(failures, exc)
                 continue
             self._conn = conn
+            self.epoch = conn.welcome.get("epoch")
             self.connections += 1
             failures = 0
             try:

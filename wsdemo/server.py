@@ -286,6 +286,9 @@ class Session(tornado.websocket.WebSocketHandler):
                 "user": self.user,
                 "rooms": sorted(self.server.rooms),
                 "protocol": SUBPROTOCOL,
+                # Which log the seqs count in: a client resuming with another epoch
+                # kept seqs of a log that is gone, and gets a snapshot.
+                "epoch": self.server.epoch,
             }
         )
         for room_name, last_seq in hello.resume.items():
@@ -331,7 +334,8 @@ class Session(tornado.websocket.WebSocketHandler):
         try:
             first = await log.first_seq(room.name)
             last = await log.last_seq(room.name)
-            complete = first <= after + 1 and after <= last
+            same_log = self.hello is None or self.hello.epoch in (None, self.server.epoch)
+            complete = same_log and first <= after + 1 and after <= last
             sent = after
             if complete:
                 while sent < last:
@@ -467,6 +471,14 @@ class Session(tornado.websocket.WebSocketHandler):
         if self._closing:
             return
         self._closing = True
+        if int(code) != CloseCode.GOING_AWAY and self.ws_connection is not None:
+            # Said in-band too, just before the close frame: a proxy in between
+            # (jupyter-server-proxy does) may not pass the close code on.
+            try:
+                self.write_message(encode({"type": "error", "code": "closing",
+                                           "close": int(code), "message": reason}))
+            except tornado.websocket.WebSocketClosedError:
+                pass
         self.close(int(code), reason)
 
     def on_close(self) -> None:
@@ -739,6 +751,11 @@ class ControlServer:
             except Exception as exc:
                 logger.warning("shared presence unavailable (%s); retrying", exc)
                 await asyncio.sleep(1.0)
+
+    @property
+    def epoch(self) -> str | None:
+        """The identity of the event log: seqs mean nothing across two of them."""
+        return getattr(self.log, "epoch", None)
 
     @property
     def shared_log(self) -> bool:

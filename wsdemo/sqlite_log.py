@@ -129,6 +129,9 @@ class SQLiteEventLog:
                 db.execute("ROLLBACK")
                 raise EventLogError(
                     f"event log {where}: schema {row[0]}, this wsdemo reads {SCHEMA_VERSION}")
+            # The file's identity, made once: resumed seqs from another file mean nothing.
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex[:16],))
+            self.epoch = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
             db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             db.close()
