@@ -291,7 +291,8 @@ class ControlClient:
             self.last_seq[message["room"]] = message["seq"]
         elif kind == "presence":
             self.presence[message["room"]] = message["members"]
-        elif kind == "error" and "id" not in message and not self._welcome.done():
+        elif (kind == "error" and "id" not in message and not self._welcome.done()
+              and message.get("code") != "closing"):  # a close follows: ConnectionClosed
             self._welcome.set_exception(ServerError(message))
         msg_id = message.get("id")
         if msg_id is not None and kind in ("ack", "snapshot", "left", "error"):
