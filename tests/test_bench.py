@@ -173,7 +173,7 @@ def test_command_line_writes_json(tmp_path, capsys):
                          "--json", str(path)])
     assert status == 0
     out = capsys.readouterr().out
-    assert "echo, 64 in flight" in out and "generator ceiling:" in out
+    assert "echo, 16 in flight" in out and "generator ceiling:" in out
     saved = json.loads(path.read_text())
     assert [row["key"] for row in saved["rows"]] == ["ceiling.echo"]
     assert saved["rows"][0]["ceiling"] > 0

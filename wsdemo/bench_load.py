@@ -412,10 +412,15 @@ async def job_echo_rate(job: Job) -> dict[str, Any]:
     conn = conns[0]
     try:
         send(window)
-        return await _measure_rate(job, tally, seconds, spec.get("warmup", 0.2),
-                                   stop=lambda: state.__setitem__("stopped", True),
-                                   extra=lambda: {"sent": frames.sent,
-                                                  "pool_exhausted": frames.exhausted})
+        result = await _measure_rate(job, tally, seconds, spec.get("warmup", 0.2),
+                                     stop=lambda: state.__setitem__("stopped", True),
+                                     extra=lambda: {"sent": frames.sent,
+                                                    "pool_exhausted": frames.exhausted})
+        # A server may close a client that it thinks is too slow (1013): then the
+        # rate above covers only part of the run, and the reason is the result.
+        result["closed"] = None if conn.open else (conn.close_code or 1006)
+        result["replies"] = tally.matched
+        return result
     finally:
         conn.abort()
 
@@ -517,6 +522,7 @@ async def job_fanout(job: Job) -> dict[str, Any]:
             "pool_exhausted": frames.exhausted,
             "missing": max(0, expected - sub_tally.matched),
             "closed": len(closed), "close_codes": sorted({c for c in closed if c}),
+            "publisher_closed": None if publisher.open else (publisher.close_code or 1006),
         })
         return result
     finally:
