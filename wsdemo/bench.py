@@ -73,7 +73,7 @@ class Settings:
     idle: tuple[int, ...] = (1000, 10_000)
     round_trips: int = 2000
     latency_seconds: float = 8.0  # at most, per server: a slow round trip ends it sooner
-    seconds: float = 1.5  # each throughput measurement, after a short warm-up
+    seconds: float = 1.0  # each throughput measurement, after a short warm-up
     missed: int = 100_000
     window: int = 16  # fan-out: messages in flight per subscriber
     echo_window: int = 16  # echo and publish: requests in flight (DESIGN §8 used 64)
