@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["course"] and not {"-h", "--help"} & set(argv[1:]):
+        return _course(argv[1:])  # the rest are jupyter lab's own options
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "notebooks":
             return _notebooks(args)
         if args.command == "course":
-            return _course(args)
+            return _course(args.jupyter_args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line, not a traceback
@@ -250,13 +252,13 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _course(args: argparse.Namespace) -> int:
+def _course(jupyter_args: list[str]) -> int:
     index = ROOT / "notebooks" / "00-index.ipynb"
     command = ["jupyter", "lab", str(index.relative_to(Path.cwd()) if index.is_relative_to(
         Path.cwd()) else index)]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
-    command += args.jupyter_args
+    command += jupyter_args
     print("running:", " ".join(command), flush=True)
     os.execvp(command[0], command)
     return 0  # not reached
