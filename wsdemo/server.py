@@ -722,10 +722,21 @@ class ControlServer:
             op, args = await self._presence_ops.get()
             try:
                 await getattr(self.presence_store, op)(*args)
+                # Read the room back ourselves rather than wait for the notification:
+                # it may have gone out before our subscription was made.
+                await self._refresh_presence(args[0])
             except Exception as exc:  # remembered by the store; written again later
                 logger.warning("presence %s %s not written now: %s", op, args[:2], exc)
             finally:
                 self._presence_ops.task_done()
+
+    async def _refresh_presence(self, name: str) -> None:
+        room = self.rooms.get(name)
+        if room is None or not room.members:
+            return
+        members = await self.presence_store.members(name)
+        room.shared_counts = {m["user"]: m["connections"] for m in members}
+        room.presence_changed()
 
     async def _flush_presence(self) -> None:
         if self._presence_ops is not None:
@@ -740,12 +751,7 @@ class ControlServer:
             try:
                 await store.start()
                 async for name in store.changes():
-                    room = self.rooms.get(name)
-                    if room is None or not room.members:
-                        continue
-                    members = await store.members(name)
-                    room.shared_counts = {m["user"]: m["connections"] for m in members}
-                    room.presence_changed()
+                    await self._refresh_presence(name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
