@@ -344,14 +344,18 @@ def _check_handshake(request: bytes, head: bytes) -> None:
     check_response(parsed_request, response)
 
 
-async def wait_quiet(tally: Tally, quiet: float = 0.3, limit: float = 60.0) -> tuple[float, bool]:
-    """Wait until no frame has arrived for ``quiet`` seconds, at most ``limit`` seconds.
+async def wait_quiet(tally: Tally, busy_since: float, limit: float = 60.0) -> tuple[float, bool]:
+    """Wait until no frame has arrived for a while, at most ``limit`` seconds.
 
-    Returns the time it took, and whether it did get quiet.
+    "A while" grows with how long the server has been busy (a tenth of it, from
+    0.3 to 2 s): a server that has sent messages for half a minute can pause for
+    more than 0.3 s (a collection, a time slice lost to another process) without
+    being done. Returns the time it took, and whether it did get quiet.
     """
     started = time.perf_counter()
     seen = -1
     while time.perf_counter() - started < limit:
+        quiet = max(0.3, min(2.0, (time.perf_counter() - busy_since) / 10))
         if tally.frames == seen:
             return time.perf_counter() - started - quiet, True
         seen = tally.frames
@@ -498,7 +502,7 @@ async def job_fanout(job: Job) -> dict[str, Any]:
     publisher = pubs[0]
     connected = time.perf_counter() - setup_started
     # Joins can set off messages to every member (presence): let them finish first.
-    settle, settled = await wait_quiet(sub_tally, limit=spec.get("settle_limit", 60))
+    settle, settled = await wait_quiet(sub_tally, setup_started, spec.get("settle_limit", 60))
     setup_frames = sub_tally.frames
     sub_tally.matched = 0
     sub_tally.frames = 0
