@@ -457,7 +457,9 @@ def scenario_latency(bench: Bench) -> None:
         values = {k: percentile(v, q) for k, v in samples.items() if v}
         bench.add(Row("latency", f"latency.p{q}", f"set→event round trip p{q}", "µs", "lower",
                       values.get("wsdemo"), {k: values.get(k) for k in BASELINES},
-                      values.get("raw"), judge=q == 50,  # a p99 is too noisy to race on
+                      # raw is the generator's own floor here: shown, not raced (a
+                      # busy machine can move a p50 of 100 µs by as much)
+                      values.get("raw"), judge=False,
                       note=f"baselines: echo; n={len(samples.get('wsdemo', []))} round trips"))
 
 
