@@ -1,5 +1,5 @@
 """Shared fixtures: a real control server on a random loopback port, and the
-rule for optional tools (Chromium, Redis): skip with a one-line reason where
+rule for optional tools (Chromium, Redis, a Binder rebuild): skip with a one-line reason where
 they are missing, fail instead where ``WSDEMO_REQUIRE`` says they must run."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CHROMIUM_ARGS = [
 
 
 def required(kind: str) -> bool:
-    """True where ``WSDEMO_REQUIRE`` (comma-separated: browser, redis) names ``kind``."""
+    """True where ``WSDEMO_REQUIRE`` (comma-separated: browser, redis, binder) names ``kind``."""
     wanted = os.environ.get("WSDEMO_REQUIRE", "")
     return kind in {w.strip() for w in wanted.split(",")}
 

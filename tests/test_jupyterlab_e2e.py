@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_process import JupyterProcess, write_server_config
 
 from wsdemo import ControlClient
 
@@ -90,13 +91,10 @@ async def jupyter_lab(tmp_path):
     """``(base_url, token, notebook_dir)`` of a ``jupyter lab`` run for this test only."""
     pytest.importorskip("jupyterlab")
     pytest.importorskip("jupyter_server_proxy")
-    config = tmp_path / "config"
-    config.mkdir()
     # Lab and the proxy; the language-server extension would only scan for servers.
-    extensions = {"jupyterlab": True, "jupyter_server_proxy": True, "jupyter_lsp": False,
-                  "jupyter_server_terminals": False, "notebook_shim": False}
-    (config / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": extensions}}))
+    write_server_config(tmp_path / "config", {
+        "jupyterlab": True, "jupyter_server_proxy": True, "jupyter_lsp": False,
+        "jupyter_server_terminals": False, "notebook_shim": False})
     settings = tmp_path / "lab-settings"
     for name, values in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
@@ -105,54 +103,23 @@ async def jupyter_lab(tmp_path):
     root.mkdir()
     write_notebook(root / "e2e.ipynb")
     token = secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config),
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={settings}",
-        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-    )
-    lines: list[str] = []
-
-    async def read_until_listening() -> str:
-        while line := (await proc.stdout.readline()).decode(errors="replace"):
-            lines.append(line)
-            found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-            if found:
-                return found.group(1)
-        raise AssertionError("jupyter lab exited:\n" + "".join(lines[-30:]))
-
-    async def drain() -> None:  # a full pipe would stall the server's logging
-        while line := await proc.stdout.readline():
-            lines.append(line.decode(errors="replace"))
-
-    drainer = None
+    lab = JupyterProcess(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.user_settings_dir={settings}",
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
+        env=env, name="jupyter lab")
     try:
-        try:
-            base = await asyncio.wait_for(read_until_listening(), START_S)
-        except TimeoutError:
-            raise AssertionError(
-                f"jupyter lab not up in {START_S:g} s:\n" + "".join(lines[-30:])) from None
-        drainer = asyncio.ensure_future(drain())
-        yield base, token, root
+        # The wait blocks this test's loop, which has nothing else to run yet.
+        yield lab.wait_listening(START_S), token, root
     finally:
         # SIGTERM: Jupyter shuts its kernels down before it exits (and a kernel
         # whose parent is gone exits by itself, should it come to a kill).
-        stopped_cleanly = proc.returncode is None
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                stopped_cleanly = False
-                proc.kill()
-                await proc.wait()
-        if drainer is not None:
-            await drainer
+        stopped_cleanly = await asyncio.to_thread(lab.stop, 20)
         # A kernel shut down by Jupyter has its connection file removed.
         left = list((tmp_path / "runtime").glob("kernel-*.json"))
         assert not stopped_cleanly or not left, f"kernels left running: {left}"

@@ -9,16 +9,12 @@ own directory.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
-import re
 import secrets
-import subprocess
 import sys
-import threading
 
 import pytest
+from jupyter_process import JupyterProcess, write_server_config
 
 from wsdemo import ControlServer
 from wsdemo.auth import JWTAccess, KeyRing
@@ -36,64 +32,29 @@ START_S = 30.0  # jupyter server is up in 1-5 s with one extension; allow a busy
 
 @pytest.fixture(scope="module")
 def jupyter(tmp_path_factory):
-    """``(base_url, token)`` of a jupyter server with jupyter-server-proxy, one per module.
-
-    Plain threads and a subprocess (not asyncio) so that one server can serve
-    every test of the module, each of which runs in its own event loop.
-    """
+    """``(base_url, token)`` of a jupyter server with jupyter-server-proxy, one per module."""
     pytest.importorskip("jupyter_server_proxy")
     tmp = tmp_path_factory.mktemp("jupyter")
-    config = tmp / "config"
-    config.mkdir()
     # Only the proxy: JupyterLab and friends would triple the start-up time.
-    extensions = {"jupyter_server_proxy": True, "jupyterlab": False, "jupyter_lsp": False,
-                  "notebook_shim": False, "jupyter_server_terminals": False}
-    (config / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": extensions}}))
+    write_server_config(tmp / "config", {
+        "jupyter_server_proxy": True, "jupyterlab": False, "jupyter_lsp": False,
+        "notebook_shim": False, "jupyter_server_terminals": False})
     root = tmp / "root"
     root.mkdir()
     token = secrets.token_hex(16)
     # Its own dirs: no user config, cookie secret or runtime file of the machine's.
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config),
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"),
            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
            "JUPYTER_DATA_DIR": str(tmp / "data")}
-    proc = subprocess.Popen(
+    server = JupyterProcess(
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
          "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-        errors="replace",
-    )
-    lines: list[str] = []
-    listening: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:  # to the end: a full pipe would stall the server's logging
-        for line in proc.stdout:
-            lines.append(line)
-            found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-            if found and listening.empty():
-                listening.put(found.group(1))
-        listening.put(None)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+        env=env, name="jupyter server")
     try:
-        try:
-            base = listening.get(timeout=START_S)
-        except queue.Empty:
-            raise AssertionError(
-                f"jupyter server not up in {START_S:g} s:\n" + "".join(lines[-20:])) from None
-        if base is None:
-            raise AssertionError("jupyter server exited:\n" + "".join(lines[-20:]))
-        yield base, token
+        yield server.wait_listening(START_S), token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(5)
+        server.stop(10)
 
 
 async def test_page_through_jupyter_server_proxy(browser, server, demo_widgets, connect,
