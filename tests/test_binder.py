@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import tornado.httpclient
@@ -272,6 +273,26 @@ class Kernel:
             elif kind == "status" and content["execution_state"] == "idle":
                 idle = True
         return "".join(printed)
+
+
+def test_readme_badge_opens_the_index_on_binder():
+    """The badge launches this repository's ``main`` (its address in pyproject.toml)
+    in JupyterLab on the index notebook, which exists."""
+    import tomllib
+
+    repository = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"][
+        "Repository"]
+    owner_name = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", repository)
+    assert owner_name, f"project.urls.Repository is not a GitHub address: {repository}"
+    badges = re.findall(r"\[!\[Binder\]\(https://mybinder\.org/badge_logo\.svg\)\]\(([^)]+)\)",
+                        (ROOT / "README.md").read_text())
+    assert len(badges) == 1, badges
+    found = re.fullmatch(r"https://mybinder\.org/v2/gh/([\w.-]+/[\w.-]+)/main\?labpath=(\S+)",
+                         badges[0])
+    assert found, badges[0]
+    assert found.group(1) == owner_name.group(1)
+    assert unquote(found.group(2)) == "notebooks/00-index.ipynb"
+    assert (ROOT / unquote(found.group(2))).is_file()
 
 
 def test_start_gives_the_learner_a_redis(launched):
