@@ -290,6 +290,68 @@ async def test_slow_consumer_is_closed_with_1013_and_memory_stays_bounded(demo_w
         await srv.stop()
 
 
+async def test_a_publisher_that_reads_everything_is_not_taken_for_a_slow_consumer():
+    """Each publish gives its sender two messages (the ack and the event) and every
+    other member one. A publisher paced by another member's deliveries, reading all
+    it gets, must keep up: the server has to send it more than one message per turn
+    of its loop. (Found by the benchmark: one per turn closed it with 1013 after
+    about twice the queue limit of publishes.)"""
+    limit, total, window = 100, 2_000, 16
+    srv = ControlServer(port=0, queue_limit=limit).start()
+    srv.add_room("chat")
+
+    async def open_member(name):
+        ws = await websockets.connect(srv.ws_url, subprotocols=[SUBPROTOCOL])
+        await ws.send(json.dumps({"type": "hello", "client": name}))
+        await ws.send(json.dumps({"type": "join", "room": "chat", "id": "j"}))
+        while json.loads(await ws.recv())["type"] != "snapshot":
+            pass
+        return ws
+
+    publisher = await open_member("publisher")
+    member = await open_member("member")
+    sent = 0
+
+    async def publish(n):
+        nonlocal sent
+        for _ in range(min(n, total - sent)):
+            sent += 1
+            await publisher.send(json.dumps(
+                {"type": "publish", "room": "chat", "id": f"p{sent}", "data": sent}))
+
+    async def publisher_reads():
+        acks, events = [], []
+        while len(acks) < total or len(events) < total:
+            msg = json.loads(await publisher.recv())
+            if msg["type"] == "ack":
+                acks.append(msg["seq"])
+            elif msg["type"] == "event":
+                events.append(msg["data"])
+            else:
+                assert msg["type"] == "presence", f"the publisher got {msg}"
+        return acks, events
+
+    async def member_reads():
+        seen = []
+        while len(seen) < total:
+            msg = json.loads(await member.recv())
+            if msg["type"] == "event":
+                seen.append(msg["data"])
+                await publish(1)  # the window moves with the other member's deliveries
+        return seen
+
+    try:
+        reading = asyncio.gather(publisher_reads(), member_reads())
+        await publish(window)
+        (acks, events), seen = await asyncio.wait_for(reading, 60)
+        assert acks == sorted(acks) and len(set(acks)) == total
+        assert events == seen == list(range(1, total + 1))
+    finally:
+        await publisher.close()
+        await member.close()
+        await srv.stop()
+
+
 async def test_websockets_library_client_interoperates(server, demo_widgets):
     async with websockets.connect(server.ws_url, subprotocols=[SUBPROTOCOL]) as ws:
         assert ws.subprotocol == SUBPROTOCOL

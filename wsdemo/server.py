@@ -60,6 +60,9 @@ __all__ = ["ControlServer", "Room", "Session"]
 logger = logging.getLogger("wsdemo.server")
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+# Messages handed to the socket at once by a session's writer before it waits for a
+# flush (see Session._write_queued).
+WRITE_BATCH = 64
 
 
 class Room:
@@ -456,16 +459,36 @@ class Session(tornado.websocket.WebSocketHandler):
             )
 
     async def _write_queued(self) -> None:
+        """Hand what is queued to the socket, then wait until it is flushed.
+
+        Everything waiting goes at once (up to a batch): one message per turn of
+        the loop would fall behind a client that gets two messages (ack and
+        event) per publish, and close it as slow although it reads everything.
+        The wait for the flush is what keeps a reader that stops reading in this
+        bounded queue rather than in Tornado's unbounded write buffer.
+        """
         assert self._queue is not None
         while True:
-            text = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < WRITE_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             self._taken.set()
-            if text is None:
+            flushed = []
+            for text in batch:
+                if text is None:
+                    break
+                try:
+                    flushed.append(self.write_message(text))
+                except tornado.websocket.WebSocketClosedError:
+                    break
+            # Every future awaited (with its exception retrieved), not just the last.
+            results = await asyncio.gather(*flushed, return_exceptions=True)
+            if len(flushed) < len(batch) or any(
+                    isinstance(r, tornado.websocket.WebSocketClosedError) for r in results):
                 return
-            try:
-                await self.write_message(text)
-            except tornado.websocket.WebSocketClosedError:
-                return
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
 
     def close_with(self, code: int, reason: str) -> None:
         if self._closing:
