@@ -4,11 +4,14 @@ they are missing, fail instead where ``WSDEMO_REQUIRE`` says they must run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
+from redis_process import RedisProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,25 +41,43 @@ def need(kind: str, available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def chromium_path() -> str:
+@contextlib.asynccontextmanager
+async def launched_chromium():
+    """A headless Debian Chromium driven by Playwright (never a downloaded browser).
+
+    Skips, or fails where required, when Chromium or Playwright is missing.
+    """
     need("browser", Path(CHROMIUM).exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_path):
-    """A headless Debian Chromium driven by Playwright (never a downloaded browser)."""
     try:
         import playwright.async_api as playwright_api
     except ImportError:
         need("browser", False, "playwright is not installed (pip install playwright)")
     async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
             await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def opened_page(browser):
+    """A fresh page in its own context; any uncaught JavaScript error fails the test."""
+    context = await browser.new_context(viewport={"width": 1000, "height": 800})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        await context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+async def browser():
+    async with launched_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture
@@ -67,18 +88,40 @@ def redis_server_path() -> str:
 
 
 @pytest.fixture
+async def redis_proc(redis_server_path, tmp_path):
+    """A ``redis-server`` of this test's own, on a free loopback port, no persistence."""
+    server = RedisProcess(redis_server_path, tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+async def aof_redis(redis_server_path, tmp_path):
+    """Redis with ``appendonly yes`` + ``appendfsync always``: what it acknowledges, it keeps."""
+    server = RedisProcess(redis_server_path, tmp_path)
+    await server.start(aof=True)
+    try:
+        yield server
+    finally:
+        await server.kill(signal.SIGTERM)
+
+
+@pytest.fixture
 def demo_widgets():
     from wsdemo.cli import demo_controls
 
     return demo_controls()
 
 
-@pytest.fixture
-async def server(demo_widgets):
-    """A control server on a random port with the demo controls in room 'controls'."""
+@contextlib.asynccontextmanager
+async def demo_server(demo_widgets, **options):
+    """A control server on a random port: the demo controls in room 'controls', a room 'chat'."""
     from wsdemo import ControlServer
 
-    srv = ControlServer(port=0, hello_timeout=2.0)
+    srv = ControlServer(port=0, hello_timeout=2.0, **options)
     for name, widget in demo_widgets.items():
         srv.expose(name, widget)
     srv.add_room("chat")
@@ -89,9 +132,9 @@ async def server(demo_widgets):
         await srv.stop()
 
 
-@pytest.fixture
-async def connect(server):
-    """``await connect(name)`` → a ControlClient that has said hello; all closed at the end."""
+@contextlib.asynccontextmanager
+async def client_maker(server):
+    """``await make(name)`` → a ControlClient that has said hello; all closed at the end."""
     from wsdemo import ControlClient
 
     clients = []
@@ -101,6 +144,20 @@ async def connect(server):
         clients.append(client)
         return client
 
-    yield make
-    for client in clients:
-        await client.close()
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def server(demo_widgets):
+    async with demo_server(demo_widgets) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def connect(server):
+    async with client_maker(server) as make:
+        yield make

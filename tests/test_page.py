@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,85 +20,25 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 import tornado.websocket
-from conftest import CHROMIUM, CHROMIUM_ARGS, need
+from page_module import (  # noqa: F401 (fixtures are found by name)
+    PAGE_MARKS,
+    ROOM,
+    WAIT_MS,
+    WAIT_S,
+    browser,
+    connect,
+    expect,
+    page,
+    server,
+)
 
 from wsdemo import ControlClient, ControlServer
 
-try:
-    from playwright.async_api import expect
-except ImportError:  # the browser fixture skips (or fails, where required) with the reason
-    expect = None
+pytestmark = PAGE_MARKS  # one loop and one Chromium per module (tests/page_module.py)
 
-# One event loop for the module, so that one Chromium serves all its tests:
-# starting Playwright and Chromium took longer than most of the tests. The
-# fixtures below are conftest's, made to run in that loop.
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
-
-WAIT_MS = 5_000  # every wait on the page
-WAIT_S = WAIT_MS / 1000
-ROOM = "controls"
 
 
 # --- fixtures ------------------------------------------------------------------
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    """conftest's ``browser``, launched once for the module (same skip/fail rule)."""
-    need("browser", Path(CHROMIUM).exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
-    try:
-        import playwright.async_api as playwright_api
-    except ImportError:
-        need("browser", False, "playwright is not installed (pip install playwright)")
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def server(demo_widgets):
-    """conftest's ``server`` (the demo controls, and a room 'chat'), in the module's loop."""
-    srv = ControlServer(port=0, hello_timeout=2.0)
-    for name, widget in demo_widgets.items():
-        srv.expose(name, widget)
-    srv.add_room("chat")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def connect(server):
-    """conftest's ``connect``, in the module's loop."""
-    clients = []
-
-    async def make(name: str = "test", **kwargs):
-        client = await ControlClient.connect(server.ws_url, client=name, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser):
-    """A fresh page; any uncaught JavaScript error fails the test."""
-    context = await browser.new_context(viewport={"width": 1000, "height": 800})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        await context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 # --- helpers -------------------------------------------------------------------

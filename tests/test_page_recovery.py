@@ -19,54 +19,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
-from conftest import CHROMIUM, CHROMIUM_ARGS, need
+from page_module import (  # noqa: F401 (fixtures are found by name)
+    PAGE_MARKS,
+    ROOM,
+    WAIT_MS,
+    WAIT_S,
+    browser,
+    expect,
+    page,
+)
 
 from wsdemo import ControlClient, ControlServer
 from wsdemo.sqlite_log import SQLiteEventLog
 
-try:
-    from playwright.async_api import expect
-except ImportError:  # the browser fixture skips (or fails, where required) with the reason
-    expect = None
+pytestmark = PAGE_MARKS  # one loop and one Chromium per module (tests/page_module.py)
 
-# One event loop and one Chromium for the module (see test_page.py).
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
-
-WAIT_MS = 5_000
-WAIT_S = WAIT_MS / 1000
-ROOM = "controls"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    """conftest's ``browser``, launched once for the module (same skip/fail rule)."""
-    need("browser", Path(CHROMIUM).exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
-    try:
-        import playwright.async_api as playwright_api
-    except ImportError:
-        need("browser", False, "playwright is not installed (pip install playwright)")
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser):
-    """A fresh page; any uncaught JavaScript error fails the test."""
-    context = await browser.new_context(viewport={"width": 1000, "height": 800})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        await context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def serve(port: int, widgets: dict[str, Any], path: Path) -> ControlServer:

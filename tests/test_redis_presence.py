@@ -7,21 +7,11 @@ import asyncio
 import signal
 
 import pytest
-from test_redis_log import WAIT, RedisProcess
+from redis_process import WAIT
 
 from wsdemo.redis_presence import RedisPresence
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def redis_proc(redis_server_path, tmp_path):
-    server = RedisProcess(redis_server_path, tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill(signal.SIGTERM)
 
 
 @pytest.fixture

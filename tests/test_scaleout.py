@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from test_redis_log import RedisProcess  # the same real redis-server harness
 
 from wsdemo import ControlClient
 from wsdemo.reconnect import Backoff, ReconnectingClient
@@ -48,16 +47,9 @@ class ServerProcess:
 
 
 @pytest.fixture
-async def redis(redis_server_path, tmp_path):
-    server = RedisProcess(redis_server_path, tmp_path)
-    await server.start(aof=True)  # appendfsync always: an ack means kept (see redis_log)
-    yield server
-    await server.kill(signal.SIGTERM)
-
-
-@pytest.fixture
-async def two(redis):
-    servers = [await ServerProcess(redis.url, 0, "--presence-ttl", "1.5").start()
+async def two(aof_redis):
+    # appendfsync always: an ack means kept (see redis_log)
+    servers = [await ServerProcess(aof_redis.url, 0, "--presence-ttl", "1.5").start()
                for _ in range(2)]
     yield servers
     for server in servers:
@@ -106,7 +98,8 @@ async def test_kill_one_server_its_clients_move_and_resume_without_loss(two):
         await client.close()
 
 
-async def test_redis_outage_refuses_publishes_then_recovers(two, redis):
+async def test_redis_outage_refuses_publishes_then_recovers(two, aof_redis):
+    redis = aof_redis
     client = await ControlClient.connect(two[0].url, timeout=10)
     await client.join("chat")
     other = await ControlClient.connect(two[1].url, timeout=10)
