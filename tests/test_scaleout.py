@@ -52,8 +52,12 @@ async def two(aof_redis):
     servers = [await ServerProcess(aof_redis.url, 0, "--presence-ttl", "1.5").start()
                for _ in range(2)]
     yield servers
-    for server in servers:
-        await server.kill(signal.SIGTERM)
+    # Every one stopped, even if one of them does not stop cleanly (that one fails).
+    stopped = await asyncio.gather(*(server.kill(signal.SIGTERM) for server in servers),
+                                   return_exceptions=True)
+    failed = [s for s in stopped if isinstance(s, BaseException)]
+    if failed:
+        raise failed[0]
 
 
 async def test_fifty_clients_on_two_servers_see_every_event_once_in_one_order(two):

@@ -517,14 +517,19 @@ class RedisEventLog:
             raise self._closed_error()
         call = asyncio.ensure_future(make())
         self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
         try:
-            return await call
+            # Shielded: when our caller is cancelled we stop waiting at once. After a
+            # Redis restart a cancelled XREAD was seen to stay pending (redis-py 8.1),
+            # and a follower waiting for it kept `serve` from stopping on SIGTERM.
+            # The command, cancelled, stays in _calls until it ends; close() cancels
+            # it again and waits for it.
+            return await asyncio.shield(call)
         except asyncio.CancelledError:
             if self._closed and call.cancelled() and not _being_cancelled():
                 raise self._closed_error() from None  # close() cancelled it, not our caller
+            call.cancel()
             raise
-        finally:
-            self._calls.discard(call)
 
     # --- closing ---------------------------------------------------------------------
 

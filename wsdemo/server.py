@@ -686,12 +686,16 @@ class ControlServer:
             await self._flush_presence()
             for task in self._presence_tasks:
                 task.cancel()
-            await asyncio.gather(*self._presence_tasks, return_exceptions=True)
+            await self._bounded("presence tasks",
+                                asyncio.gather(*self._presence_tasks, return_exceptions=True),
+                                timeout)
             self._presence_tasks = []
-            await self.presence_store.close()
+            await self._bounded("presence store close", self.presence_store.close(), timeout)
         for task in self._followers.values():
             task.cancel()
-        await asyncio.gather(*self._followers.values(), return_exceptions=True)
+        await self._bounded("followers",
+                            asyncio.gather(*self._followers.values(), return_exceptions=True),
+                            timeout)
         self._followers.clear()
         for room in self.rooms.values():
             room.forget_lingering()
@@ -699,8 +703,18 @@ class ControlServer:
                 room.bridge.close()
         if self._launched.get(self.name) is self:
             del self._launched[self.name]
-        await self.log.close()
+        await self._bounded("event log close", self.log.close(), timeout)
         logger.info("control server %r stopped", self.name)
+
+    @staticmethod
+    async def _bounded(what: str, awaitable: Any, timeout: float) -> None:
+        """One step of stop(), cut off after ``timeout``: a stop must end (a SIGTERM
+        to ``serve`` must end the process), even if a connection to a store that was
+        restarted under us hangs in its close."""
+        try:
+            await asyncio.wait_for(awaitable, timeout)
+        except TimeoutError:
+            logger.warning("stop: %s did not finish in %g s; stopping anyway", what, timeout)
 
     def _closed(self, session: Session) -> None:
         if self._all_closed is not None and not self.sessions:
