@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import queue
 import re
+import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 ORIGIN = re.compile(r"(http://127\.0\.0\.1:\d+)/")
@@ -63,7 +65,20 @@ class JupyterProcess:
                 f"{self.name} not up in {timeout:g} s:\n{self.tail()}") from None
         if origin is None:
             raise AssertionError(f"{self.name} exited:\n{self.tail()}")
-        return origin
+        # Jupyter prints its address before its loop runs; connections can be refused
+        # for a moment after. Ready is when one is accepted.
+        host, port = origin.rsplit("/", 1)[1].rsplit(":", 1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=timeout).close()
+                return origin
+            except ConnectionRefusedError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{self.name} printed {origin} but refuses connections:\n"
+                        f"{self.tail()}") from None
+                time.sleep(0.05)  # a poll interval: Jupyter says nothing when it is ready
 
     def stop(self, timeout: float = 20.0) -> bool:
         """SIGTERM (Jupyter then shuts its kernels down); kill if it hangs. True if it stopped."""

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,35 @@ def test_every_command_has_help(command):
     out = subprocess.run([*PY, *command, "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: python -m wsdemo")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_course_starts_this_pythons_jupyterlab_without_the_venv_on_path(tmp_path):
+    """The README's `.venv/bin/python -m wsdemo course`, typed without activating the
+    venv: JupyterLab must come from that Python, not from whatever `jupyter` is on
+    PATH (here there is none), and open the index notebook."""
+    import secrets
+    import urllib.request
+
+    from jupyter_process import JupyterProcess
+
+    token = secrets.token_hex(8)
+    env = {"HOME": str(tmp_path), "PATH": str(tmp_path / "empty"), "LANG": "C.UTF-8",
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    lab = JupyterProcess(
+        [sys.executable, "-m", "wsdemo", "course", "--no-browser", "--ServerApp.ip=127.0.0.1",
+         "--ServerApp.port=0", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"],
+        env=env, cwd=ROOT, name="wsdemo course")
+    try:
+        origin = lab.wait_listening(60)
+        assert lab.lines[0].startswith(f"running: {sys.executable} -m jupyterlab "
+                                       "notebooks/00-index.ipynb"), lab.lines[0]
+        url = f"{origin}/api/contents/00-index.ipynb?content=0&token={token}"
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            assert json.loads(reply.read())["type"] == "notebook", lab.tail()
+    finally:
+        lab.stop(20)

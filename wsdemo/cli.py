@@ -254,11 +254,13 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 def _course(jupyter_args: list[str]) -> int:
     index = ROOT / "notebooks" / "00-index.ipynb"
-    command = ["jupyter", "lab", str(index.relative_to(Path.cwd()) if index.is_relative_to(
-        Path.cwd()) else index)]
+    # This Python's JupyterLab, not the first `jupyter` on PATH: the README runs
+    # `.venv/bin/python -m wsdemo course` without activating the venv.
+    command = [sys.executable, "-m", "jupyterlab", str(
+        index.relative_to(Path.cwd()) if index.is_relative_to(Path.cwd()) else index)]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     command += jupyter_args
     print("running:", " ".join(command), flush=True)
-    os.execvp(command[0], command)
+    os.execv(command[0], command)
     return 0  # not reached
