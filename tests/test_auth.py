@@ -247,6 +247,17 @@ async def test_star_grants_every_room_and_grants_add_up(guarded, access):
     await eve.close()
 
 
+async def test_welcome_lists_only_the_rooms_the_user_may_read(guarded, access):
+    rita = await ControlClient.connect(guarded.ws_url, token=access.issue_token("rita", READER))
+    eve = await ControlClient.connect(guarded.ws_url,
+                                      token=access.issue_token("eve", {"*": ["read"]}))
+    assert rita.welcome["rooms"] == sorted(r for r in READER if r in guarded.rooms)
+    assert "secret" not in rita.welcome["rooms"]
+    assert eve.welcome["rooms"] == sorted(guarded.rooms)
+    await rita.close()
+    await eve.close()
+
+
 # --- expiry and rotation ---------------------------------------------------------
 
 

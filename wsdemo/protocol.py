@@ -24,8 +24,8 @@ Client → server::
 
 Server → client::
 
-    welcome  {session, user, rooms, protocol, epoch}  answers hello; rooms = joinable rooms;
-                                                    epoch = the identity of the event log
+    welcome  {session, user, rooms, protocol, epoch}  answers hello; rooms = the ones this user
+                                                    may read (join); epoch = the log's identity
     snapshot {room, seq, state, controls, id?}      answers join; state = {target: value},
                                                     controls = {target: {kind, limits...}}
     left     {room, id?}                            answers leave

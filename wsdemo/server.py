@@ -287,7 +287,10 @@ class Session(tornado.websocket.WebSocketHandler):
                 "type": "welcome",
                 "session": self.session_id,
                 "user": self.user,
-                "rooms": sorted(self.server.rooms),
+                # Only the rooms this user may read: the names of the others are
+                # not theirs to learn either.
+                "rooms": [r for r in sorted(self.server.rooms)
+                          if self.server.access.authorize(self.principal, "read", r)],
                 "protocol": SUBPROTOCOL,
                 # Which log the seqs count in: a client resuming with another epoch
                 # kept seqs of a log that is gone, and gets a snapshot.
