@@ -292,11 +292,27 @@ async def test_key_rotation(guarded, access, keys):
         client = await ControlClient.connect(guarded.ws_url, token=token)
         assert client.welcome["user"] == "ada"
         await client.close()
+    kept = await ControlClient.connect(guarded.ws_url, token=new)
+    await kept.join("controls")
+    revoked = await ControlClient.connect(guarded.ws_url, token=old)
+    await revoked.join("controls")
     keys.remove("k1")
+    # Removing the key refuses its tokens from now on, and ends the sessions they opened.
+    closed = await revoked.wait_closed(timeout=5)
+    assert (closed.code, closed.reason) == (4401, "token revoked: its signing key was removed")
     assert await close_after_hello(guarded, {"token": old}) == (4401, "unknown key id")
+    assert (await kept.set("controls", "speed", 4))["type"] == "ack"  # k2's session goes on
     client = await ControlClient.connect(guarded.ws_url, token=new)
     assert client.welcome["user"] == "ada"
     await client.close()
+    await kept.close()
+
+
+async def test_a_stopped_server_stops_watching_the_key_ring(access, keys, demo_widgets):
+    srv = ControlServer(port=0, access=access).start()
+    watchers = len(keys._removal_watchers)
+    await srv.stop()
+    assert len(keys._removal_watchers) == watchers - 1
 
 
 def test_key_ring_rules():

@@ -40,6 +40,8 @@ class Principal:
     permissions: dict[str, frozenset[str]] = field(default_factory=dict)  # room -> actions
     expires: float | None = None
     claims: dict[str, Any] = field(default_factory=dict, compare=False)
+    # What vouched for it (a JWT's signing key id): revoking that ends its sessions.
+    credential: str | None = field(default=None, compare=False)
 
 
 class AccessDenied(Exception):

@@ -71,7 +71,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -133,6 +133,7 @@ class KeyRing:
     def __init__(self, keys: Mapping[str, bytes] | None = None, current: str | None = None):
         self._keys: dict[str, bytes] = {}
         self._current: str | None = None
+        self._removal_watchers: list[Callable[[str], None]] = []
         for kid, secret in (keys or {}).items():
             self.add(kid, secret, current=False)
         if current is not None:
@@ -177,6 +178,18 @@ class KeyRing:
         if kid == self._current:
             raise ValueError(f"{kid!r} signs new tokens: rotate to another key first")
         del self._keys[kid]
+        for watcher in list(self._removal_watchers):
+            watcher(kid)
+
+    def watch_removals(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(kid)`` whenever a key is removed; returns the way to stop."""
+        self._removal_watchers.append(callback)
+
+        def stop() -> None:
+            if callback in self._removal_watchers:
+                self._removal_watchers.remove(callback)
+
+        return stop
 
     @property
     def current(self) -> str:
@@ -391,7 +404,7 @@ class JWTAccess:
             raise InvalidToken("malformed permissions") from None
         # The token is refused from exp + leeway on; the connection ends then too.
         return Principal(user=user, permissions=permissions, expires=exp + self.leeway,
-                         claims=claims)
+                         claims=claims, credential=kid)
 
     # -- the server's questions
 
@@ -401,6 +414,11 @@ class JWTAccess:
         principal = self.verify(getattr(hello, "token", None))
         logger.info("authenticated %s", principal.user)
         return principal
+
+    def watch_revocations(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """``callback(credential)`` when a signing key is removed: the server then
+        ends the sessions whose token it signed. Returns the way to stop watching."""
+        return self.keys.watch_removals(callback)
 
     def authorize(self, principal: Principal, action: str, room: str) -> bool:
         perm = principal.permissions

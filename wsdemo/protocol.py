@@ -91,7 +91,7 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011  # a fault in the server, not the client
     TRY_AGAIN_LATER = 1013  # overloaded, or a slow consumer
-    BAD_TOKEN = 4401  # missing, bad or expired token
+    BAD_TOKEN = 4401  # missing, bad, expired or revoked token
     FORBIDDEN = 4403
     HELLO_TIMEOUT = 4408  # no hello in time
     RATE_LIMITED = 4429

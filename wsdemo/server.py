@@ -597,6 +597,7 @@ class ControlServer:
         self._session_ids = itertools.count(1)
         self._followers: dict[str, asyncio.Task] = {}
         self._all_closed: asyncio.Event | None = None
+        self._unwatch_revocations: Any = None
         self._page: bytes | None = None
         # An access object may serve HTTP routes of its own (a token endpoint).
         extra = getattr(self.access, "http_handlers", None)
@@ -664,8 +665,20 @@ class ControlServer:
             self._presence_ops = asyncio.Queue()
             self._presence_tasks = [asyncio.ensure_future(self._write_presence()),
                                     asyncio.ensure_future(self._watch_presence())]
+        watch = getattr(self.access, "watch_revocations", None)
+        if watch is not None:
+            # A revoked credential ends the sessions it opened, not only new ones.
+            self._unwatch_revocations = watch(
+                lambda credential: self.call_soon(self._end_revoked, credential))
         logger.info("control server %r listening on %s", self.name, self.url)
         return self
+
+    def _end_revoked(self, credential: str) -> None:
+        for session in list(self.sessions):
+            principal = session.principal
+            if principal is not None and principal.credential == credential:
+                session.close_with(CloseCode.BAD_TOKEN, "token revoked: its signing key was "
+                                   "removed")
 
     @property
     def running(self) -> bool:
@@ -677,6 +690,9 @@ class ControlServer:
             return
         self._http.stop()
         self._http = None
+        if self._unwatch_revocations is not None:
+            self._unwatch_revocations()
+            self._unwatch_revocations = None
         if self.sessions:
             self._all_closed = asyncio.Event()
             for session in list(self.sessions):
