@@ -1,28 +1,46 @@
-"""Every event log keeps the same rules; the SQLite log also keeps them across a restart."""
+"""Every event log keeps the same rules (memory, SQLite, Redis: one contract); the
+SQLite log also keeps them across a restart. The Redis log's own behaviour (several
+servers, outages, following) is in tests/test_redis_log.py."""
 
 import asyncio
+import signal
 import sqlite3
 
 import pytest
+from redis_process import RedisProcess
 
 from wsdemo.eventlog import MemoryEventLog
 from wsdemo.logs import open_log
 from wsdemo.sqlite_log import EventLogError, SQLiteEventLog
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def log(request, tmp_path):
-    made = (MemoryEventLog(max_events=5) if request.param == "memory"
-            else SQLiteEventLog(tmp_path / "events.sqlite", max_events=5))
-    yield made
-    await made.close()
+    redis = None
+    if request.param == "memory":
+        made = MemoryEventLog(max_events=5)
+    elif request.param == "sqlite":
+        made = SQLiteEventLog(tmp_path / "events.sqlite", max_events=5)
+    else:
+        from wsdemo.redis_log import RedisEventLog
+
+        # conftest's redis_server_path: skips, or fails where required, without Redis.
+        redis = RedisProcess(request.getfixturevalue("redis_server_path"), tmp_path)
+        await redis.start()
+        made = RedisEventLog(redis.url, max_events=5)
+    try:
+        yield made
+    finally:
+        await made.close()
+        if redis is not None:
+            await redis.kill(signal.SIGTERM)
 
 
 async def test_seq_per_room_gap_free_under_concurrency(log):
     results = await asyncio.gather(*(log.append(f"r{i % 2}", f"m{i}", "s", "publish", i)
                                      for i in range(20)))
     for room in ("r0", "r1"):
-        seqs = [a.event.seq for a in results if a.event.room == room]
+        seqs = sorted(a.event.seq for a in results if a.event.room == room)
         assert seqs == list(range(1, 11))
     assert await log.last_seq("r0") == 10
 
@@ -30,8 +48,11 @@ async def test_seq_per_room_gap_free_under_concurrency(log):
 async def test_duplicate_id_answers_the_first_seq(log):
     first = await log.append("r", "m1", "s1", "set", {"target": "t", "value": 1})
     again = await log.append("r", "m1", "s2", "set", {"target": "t", "value": 2})
+    assert not first.duplicate
     assert again.duplicate and again.event.seq == first.event.seq == 1
     assert again.event.data == {"target": "t", "value": 1}
+    assert again.event.sender == "s1"
+    assert await log.last_seq("r") == 1
 
 
 async def test_retention_and_read_after(log):
@@ -42,9 +63,11 @@ async def test_retention_and_read_after(log):
     assert [e.data["n"] for e in held] == [4, 5, 6, 7, 8]
     assert await log.first_seq("r") == 4
     assert [e.seq for e in await log.read_after("r", 5, limit=2)] == [6, 7]
+    assert await log.read_after("r", 8) == []
     # An id whose event is past retention is still recognised.
     again = await log.append("r", "m1", "s", "publish", {"n": 1})
     assert again.duplicate and again.event.seq == 1
+    assert await log.last_seq("r") == 8
 
 
 async def test_sqlite_survives_reopen_with_dedupe(tmp_path):

@@ -312,11 +312,34 @@ async def test_slow_consumer_cut_off_then_resumes_without_loss(tmp_path):
         await srv.stop()
 
 
-async def test_a_restart_on_the_same_file_restores_the_controls(tmp_path, demo_widgets):
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def durable_log(request, tmp_path):
+    """``make()`` → a new log object on the same durable store (a file, or one Redis)."""
+    redis = None
+    if request.param == "sqlite":
+        def make():
+            return SQLiteEventLog(tmp_path / "e.sqlite", max_events=2)
+    else:
+        from redis_process import RedisProcess
+
+        from wsdemo.redis_log import RedisEventLog
+
+        redis = RedisProcess(request.getfixturevalue("redis_server_path"), tmp_path)
+        await redis.start()
+
+        def make():
+            return RedisEventLog(redis.url, max_events=2)
+    try:
+        yield make
+    finally:
+        if redis is not None:
+            await redis.kill(signal.SIGTERM)
+
+
+async def test_a_restart_on_the_same_log_restores_the_controls(durable_log, demo_widgets):
     import ipywidgets as w
 
-    path = tmp_path / "e.sqlite"
-    srv = ControlServer(port=0, log=SQLiteEventLog(path, max_events=2))
+    srv = ControlServer(port=0, log=durable_log())
     srv.expose("speed", demo_widgets["speed"])
     srv.start()
     client = await ControlClient.connect(srv.ws_url)
@@ -326,7 +349,7 @@ async def test_a_restart_on_the_same_file_restores_the_controls(tmp_path, demo_w
     await client.close()
     await srv.stop()
     fresh = w.IntSlider(value=5, min=0, max=10)  # a new kernel: the widget at its default
-    srv = ControlServer(port=0, log=SQLiteEventLog(path, max_events=2)).start()
+    srv = ControlServer(port=0, log=durable_log()).start()
     srv.expose("speed", fresh)  # exposed after start, as a notebook does
     try:
         back = await ControlClient.connect(srv.ws_url)

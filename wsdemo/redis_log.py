@@ -21,6 +21,8 @@ hash tag, so a room's three keys live on one node and one script may touch them)
     wsdemo:{room}:events  stream  one entry per event; entry id "<seq>-0";
                                   fields: id sender kind data(JSON) time attempt
     wsdemo:{room}:ids     zset    dedupe record: member = message id, score = its seq
+    wsdemo:{room}:state   hash    each control's latest value (JSON) by target, from
+                                  the room's ``set`` events; never trimmed
 
 Because an entry's id is its seq, "the events after seq n" is simply
 ``XRANGE wsdemo:{room}:events (n-0 +`` (or ``XREAD ... STREAMS key n-0``),
@@ -35,6 +37,8 @@ The append script (``_APPEND`` below), atomic as a whole:
    stream's last), so a failure leaves nothing half-written; then ``SET seq``;
 3. ``ZADD ids <seq> <id>`` and drop ids more than ``max_ids`` seqs old — the
    dedupe record outlives the events (``max_ids >= max_events``): a retry can come late;
+   for a ``set``, ``HSET state <target> <value>`` — a restarted server puts its
+   controls back from it, even when the set events are past retention;
 4. with ``max_age``: ``XTRIM events MINID <first fresh seq>-0``, the first fresh
    seq found by bisection over the stream (entry times never go backwards).
 
@@ -203,6 +207,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], seq_text .. '-0',
            'time', now, 'attempt', ARGV[5])
 redis.call('SET', KEYS[1], seq_text)
 redis.call('ZADD', KEYS[3], seq_text, ARGV[1])
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[4], ARGV[10], ARGV[11]) end
 local max_ids = tonumber(ARGV[8])
 if seq > max_ids then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', seq - max_ids))
@@ -370,6 +375,9 @@ class RedisEventLog:
         base = f"{self.prefix}:{{{room}}}"
         return f"{base}:seq", f"{base}:events", f"{base}:ids"
 
+    def _state_key(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:state"
+
     @staticmethod
     def _event(room: str, entry_id: str, fields: dict[str, str]) -> Event:
         return Event(room, int(entry_id.split("-", 1)[0]), fields["id"], fields["sender"],
@@ -413,9 +421,14 @@ class RedisEventLog:
         """Assign the room's next seq in Redis (or recognise ``id``); returns once Redis has it."""
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
         attempt = uuid.uuid4().hex
+        target, value = "", ""
+        if kind == "set" and isinstance(data, dict) and isinstance(data.get("target"), str):
+            target = data["target"]
+            value = json.dumps(data.get("value"), separators=(",", ":"), allow_nan=False)
         args = [id, sender, kind, text, attempt, self._now_arg(), self.max_events,
-                self.max_ids, "" if self.max_age is None else repr(float(self.max_age))]
-        keys = self._keys(room)
+                self.max_ids, "" if self.max_age is None else repr(float(self.max_age)),
+                target, value]
+        keys = [*self._keys(room), self._state_key(room)]
         status, seq, extra = await self._run(
             "append", lambda: self._append_script(keys=keys, args=args))
         seq = int(seq)
@@ -449,6 +462,12 @@ class RedisEventLog:
         args = [self._now_arg(), "" if self.max_age is None else repr(float(self.max_age))]
         return int(await self._run("first_seq", lambda: self._first_script(
             keys=[seq_key, events], args=args)))
+
+    async def state(self, room: str) -> dict[str, Any]:
+        """Each control's latest value in ``room``, by target (from its ``set`` events)."""
+        key = self._state_key(room)
+        held = await self._run("state", lambda: self._redis.hgetall(key))
+        return {target: json.loads(value) for target, value in held.items()}
 
     def new_id(self, prefix: str = "local") -> str:
         """An id for an event no client sent: random, so no server ever reuses one."""
