@@ -7,11 +7,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
-from redis_process import RedisProcess
+from redis_process import running_redis
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -90,23 +89,15 @@ def redis_server_path() -> str:
 @pytest.fixture
 async def redis_proc(redis_server_path, tmp_path):
     """A ``redis-server`` of this test's own, on a free loopback port, no persistence."""
-    server = RedisProcess(redis_server_path, tmp_path)
-    await server.start()
-    try:
+    async with running_redis(redis_server_path, tmp_path) as server:
         yield server
-    finally:
-        await server.kill(signal.SIGTERM)
 
 
 @pytest.fixture
 async def aof_redis(redis_server_path, tmp_path):
     """Redis with ``appendonly yes`` + ``appendfsync always``: what it acknowledges, it keeps."""
-    server = RedisProcess(redis_server_path, tmp_path)
-    await server.start(aof=True)
-    try:
+    async with running_redis(redis_server_path, tmp_path, aof=True) as server:
         yield server
-    finally:
-        await server.kill(signal.SIGTERM)
 
 
 @pytest.fixture

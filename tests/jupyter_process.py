@@ -20,6 +20,20 @@ from pathlib import Path
 ORIGIN = re.compile(r"(http://127\.0\.0\.1:\d+)/")
 
 
+def loopback_args(token: str) -> list[str]:
+    """Jupyter's options to listen on a free loopback port, with ``token``, no browser."""
+    return ["--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",
+            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+
+
+def private_dirs(folder: Path) -> dict[str, str]:
+    """Jupyter's config, runtime and data dirs under ``folder``: none of the machine's
+    (its user config, cookie secret or runtime files)."""
+    return {"JUPYTER_CONFIG_DIR": str(folder / "config"),
+            "JUPYTER_RUNTIME_DIR": str(folder / "runtime"),
+            "JUPYTER_DATA_DIR": str(folder / "data")}
+
+
 def write_server_config(config_dir: Path, extensions: dict[str, bool]) -> None:
     """Enable exactly ``extensions`` (the others the environment has stay off)."""
     config_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 from pathlib import Path
@@ -63,3 +64,14 @@ class RedisProcess:
         await asyncio.wait_for(self.proc.wait(), WAIT)
         if self._drain is not None:
             await asyncio.wait_for(self._drain, WAIT)
+
+
+@contextlib.asynccontextmanager
+async def running_redis(path: str, folder: Path, *, aof: bool = False):
+    """A started :class:`RedisProcess`, stopped (SIGTERM) at the end."""
+    server = RedisProcess(path, folder)
+    await server.start(aof=aof)
+    try:
+        yield server
+    finally:
+        await server.kill(signal.SIGTERM)

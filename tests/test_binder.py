@@ -36,7 +36,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -51,7 +50,8 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import need
-from jupyter_process import JupyterProcess
+from jupyter_process import JupyterProcess, loopback_args
+from redis_process import free_port
 
 from wsdemo import ControlClient
 
@@ -196,21 +196,14 @@ class Launched:
         return {"Authorization": f"token {self.token}"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def launched(image: Image):
     token = secrets.token_hex(16)
     redis_port = free_port()
     env = {**image.env, "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
            "WSDEMO_REDIS_PORT": str(redis_port)}
-    argv = [str(image.repo / "binder/start"), "jupyter", "lab", "--no-browser",
-            "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-            f"--ServerApp.base_url={PREFIX}", f"--IdentityProvider.token={token}"]
+    argv = [str(image.repo / "binder/start"), "jupyter", "lab", *loopback_args(token),
+            f"--ServerApp.base_url={PREFIX}"]
     if os.geteuid() == 0:  # Binder runs as an ordinary user; this machine's tests as root
         argv.append("--allow-root")
     lab = JupyterProcess(argv, env=env, cwd=image.repo, name="binder/start jupyter lab")

@@ -133,17 +133,13 @@ def test_course_starts_this_pythons_jupyterlab_without_the_venv_on_path(tmp_path
     import secrets
     import urllib.request
 
-    from jupyter_process import JupyterProcess
+    from jupyter_process import JupyterProcess, loopback_args, private_dirs
 
     token = secrets.token_hex(8)
     env = {"HOME": str(tmp_path), "PATH": str(tmp_path / "empty"), "LANG": "C.UTF-8",
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data")}
-    lab = JupyterProcess(
-        [sys.executable, "-m", "wsdemo", "course", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         "--ServerApp.port=0", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"],
-        env=env, cwd=ROOT, name="wsdemo course")
+           **private_dirs(tmp_path)}
+    lab = JupyterProcess([sys.executable, "-m", "wsdemo", "course", *loopback_args(token)],
+                         env=env, cwd=ROOT, name="wsdemo course")
     try:
         origin = lab.wait_listening(60)
         assert lab.lines[0].startswith(f"running: {sys.executable} -m jupyterlab "

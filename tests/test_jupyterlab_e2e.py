@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_process import JupyterProcess, write_server_config
+from jupyter_process import JupyterProcess, loopback_args, private_dirs, write_server_config
 
 from wsdemo import ControlClient
 
@@ -103,16 +103,12 @@ async def jupyter_lab(tmp_path):
     root.mkdir()
     write_notebook(root / "e2e.ipynb")
     token = secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data")}
     lab = JupyterProcess(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        [sys.executable, "-m", "jupyterlab", "--allow-root", *loopback_args(token),
+         f"--ServerApp.root_dir={root}",
          f"--LabApp.user_settings_dir={settings}",
          f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
-        env=env, name="jupyter lab")
+        env={**os.environ, **private_dirs(tmp_path)}, name="jupyter lab")
     try:
         # The wait blocks this test's loop, which has nothing else to run yet.
         yield lab.wait_listening(START_S), token, root

@@ -3,11 +3,11 @@ SQLite log also keeps them across a restart. The Redis log's own behaviour (seve
 servers, outages, following) is in tests/test_redis_log.py."""
 
 import asyncio
-import signal
+import contextlib
 import sqlite3
 
 import pytest
-from redis_process import RedisProcess
+from redis_process import running_redis
 
 from wsdemo.eventlog import MemoryEventLog
 from wsdemo.logs import open_log
@@ -16,24 +16,22 @@ from wsdemo.sqlite_log import EventLogError, SQLiteEventLog
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def log(request, tmp_path):
-    redis = None
-    if request.param == "memory":
-        made = MemoryEventLog(max_events=5)
-    elif request.param == "sqlite":
-        made = SQLiteEventLog(tmp_path / "events.sqlite", max_events=5)
-    else:
-        from wsdemo.redis_log import RedisEventLog
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "memory":
+            made = MemoryEventLog(max_events=5)
+        elif request.param == "sqlite":
+            made = SQLiteEventLog(tmp_path / "events.sqlite", max_events=5)
+        else:
+            from wsdemo.redis_log import RedisEventLog
 
-        # conftest's redis_server_path: skips, or fails where required, without Redis.
-        redis = RedisProcess(request.getfixturevalue("redis_server_path"), tmp_path)
-        await redis.start()
-        made = RedisEventLog(redis.url, max_events=5)
-    try:
-        yield made
-    finally:
-        await made.close()
-        if redis is not None:
-            await redis.kill(signal.SIGTERM)
+            # conftest's redis_server_path: skips, or fails where required, without Redis.
+            redis = await stack.enter_async_context(
+                running_redis(request.getfixturevalue("redis_server_path"), tmp_path))
+            made = RedisEventLog(redis.url, max_events=5)
+        try:
+            yield made
+        finally:
+            await made.close()
 
 
 async def test_seq_per_room_gap_free_under_concurrency(log):

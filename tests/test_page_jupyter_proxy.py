@@ -14,7 +14,7 @@ import secrets
 import sys
 
 import pytest
-from jupyter_process import JupyterProcess, write_server_config
+from jupyter_process import JupyterProcess, loopback_args, private_dirs, write_server_config
 
 from wsdemo import ControlServer
 from wsdemo.auth import JWTAccess, KeyRing
@@ -42,15 +42,10 @@ def jupyter(tmp_path_factory):
     root = tmp / "root"
     root.mkdir()
     token = secrets.token_hex(16)
-    # Its own dirs: no user config, cookie secret or runtime file of the machine's.
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-           "JUPYTER_DATA_DIR": str(tmp / "data")}
     server = JupyterProcess(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
-        env=env, name="jupyter server")
+        [sys.executable, "-m", "jupyter_server", "--allow-root", *loopback_args(token),
+         f"--ServerApp.root_dir={root}"],
+        env={**os.environ, **private_dirs(tmp)}, name="jupyter server")
     try:
         yield server.wait_listening(START_S), token
     finally:

@@ -315,25 +315,15 @@ async def test_slow_consumer_cut_off_then_resumes_without_loss(tmp_path):
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def durable_log(request, tmp_path):
     """``make()`` → a new log object on the same durable store (a file, or one Redis)."""
-    redis = None
     if request.param == "sqlite":
-        def make():
-            return SQLiteEventLog(tmp_path / "e.sqlite", max_events=2)
-    else:
-        from redis_process import RedisProcess
+        yield lambda: SQLiteEventLog(tmp_path / "e.sqlite", max_events=2)
+        return
+    from redis_process import running_redis
 
-        from wsdemo.redis_log import RedisEventLog
+    from wsdemo.redis_log import RedisEventLog
 
-        redis = RedisProcess(request.getfixturevalue("redis_server_path"), tmp_path)
-        await redis.start()
-
-        def make():
-            return RedisEventLog(redis.url, max_events=2)
-    try:
-        yield make
-    finally:
-        if redis is not None:
-            await redis.kill(signal.SIGTERM)
+    async with running_redis(request.getfixturevalue("redis_server_path"), tmp_path) as redis:
+        yield lambda: RedisEventLog(redis.url, max_events=2)
 
 
 async def test_a_restart_on_the_same_log_restores_the_controls(durable_log, demo_widgets):

@@ -14,6 +14,7 @@ import uuid
 import pytest
 import tornado.httpclient
 import tornado.websocket
+from jupyter_process import loopback_args
 
 from wsdemo.tap import Direction, Tap
 from wsdemo.tap_jupyter import V1_SUBPROTOCOL, decode_v1, encode_v1, kernel_message
@@ -59,9 +60,8 @@ async def jupyter_port(tmp_path):
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_PLATFORM_DIRS="1")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}",
+        sys.executable, "-m", "jupyter_server", "--allow-root", *loopback_args(TOKEN),
+        f"--ServerApp.root_dir={tmp_path}",
         # The kernel REST API and its WebSocket are the server's own handlers;
         # the Lab/LSP/proxy extensions only double the start-up time.
         f"--ServerApp.jpserver_extensions={EXTENSIONS_OFF}",
