@@ -94,10 +94,27 @@ end
 return out
 """
 
+# Lua: remove every presence entry of ``server`` and its set of rooms; returns those
+# rooms. Shared by the heartbeat (dead servers), a resync and a goodbye (this one).
+_FORGET = """
+local function forget(prefix, server)
+  local rooms_key = prefix .. ':server:' .. server .. ':rooms'
+  local rooms = redis.call('SMEMBERS', rooms_key)
+  for _, room in ipairs(rooms) do
+    local hash = prefix .. ':{' .. room .. '}:presence'
+    for _, f in ipairs(redis.call('HKEYS', hash)) do
+      if string.sub(f, 1, #server + 1) == server .. '|' then redis.call('HDEL', hash, f) end
+    end
+  end
+  redis.call('DEL', rooms_key)
+  return rooms
+end
+"""
+
 # KEYS: servers zset   ARGV: prefix, server id, ttl, channel
 # Renew this server's heartbeat and remove the servers whose heartbeat ran out.
 # Returns {registered before?, rooms announced...}.
-_HEARTBEAT = _NOW + """
+_HEARTBEAT = _NOW + _FORGET + """
 local prefix, me, channel = ARGV[1], ARGV[2], ARGV[4]
 local t = now()
 local known = redis.call('ZSCORE', KEYS[1], me)
@@ -105,16 +122,10 @@ local was_live = known ~= false and tonumber(known) > t
 redis.call('ZADD', KEYS[1], t + tonumber(ARGV[3]), me)
 local announced = {}
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. t)) do
-  local rooms_key = prefix .. ':server:' .. dead .. ':rooms'
-  for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do
-    local hash = prefix .. ':{' .. room .. '}:presence'
-    for _, f in ipairs(redis.call('HKEYS', hash)) do
-      if string.sub(f, 1, #dead + 1) == dead .. '|' then redis.call('HDEL', hash, f) end
-    end
+  for _, room in ipairs(forget(prefix, dead)) do
     redis.call('PUBLISH', channel, room)
     table.insert(announced, room)
   end
-  redis.call('DEL', rooms_key)
   redis.call('ZREM', KEYS[1], dead)
 end
 return {was_live and 1 or 0, unpack(announced)}
@@ -122,18 +133,11 @@ return {was_live and 1 or 0, unpack(announced)}
 
 # KEYS: servers zset   ARGV: prefix, server id, channel, then room, field, entry...
 # Replace everything Redis holds of this server's sessions with what it says now.
-_RESYNC = """
+_RESYNC = _FORGET + """
 local prefix, me, channel = ARGV[1], ARGV[2], ARGV[3]
 local rooms_key = prefix .. ':server:' .. me .. ':rooms'
 local touched = {}
-for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do
-  local hash = prefix .. ':{' .. room .. '}:presence'
-  for _, f in ipairs(redis.call('HKEYS', hash)) do
-    if string.sub(f, 1, #me + 1) == me .. '|' then redis.call('HDEL', hash, f) end
-  end
-  touched[room] = true
-end
-redis.call('DEL', rooms_key)
+for _, room in ipairs(forget(prefix, me)) do touched[room] = true end
 for i = 4, #ARGV, 3 do
   local room = ARGV[i]
   redis.call('HSET', prefix .. ':{' .. room .. '}:presence', ARGV[i + 1], ARGV[i + 2])
@@ -145,17 +149,9 @@ return 1
 """
 
 # KEYS: servers zset   ARGV: prefix, server id, channel — a clean goodbye.
-_GOODBYE = """
+_GOODBYE = _FORGET + """
 local prefix, me, channel = ARGV[1], ARGV[2], ARGV[3]
-local rooms_key = prefix .. ':server:' .. me .. ':rooms'
-for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do
-  local hash = prefix .. ':{' .. room .. '}:presence'
-  for _, f in ipairs(redis.call('HKEYS', hash)) do
-    if string.sub(f, 1, #me + 1) == me .. '|' then redis.call('HDEL', hash, f) end
-  end
-  redis.call('PUBLISH', channel, room)
-end
-redis.call('DEL', rooms_key)
+for _, room in ipairs(forget(prefix, me)) do redis.call('PUBLISH', channel, room) end
 redis.call('ZREM', KEYS[1], me)
 return 1
 """

@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -476,22 +477,22 @@ class Session(tornado.websocket.WebSocketHandler):
             while len(batch) < WRITE_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             self._taken.set()
-            flushed = []
+            writes = []
             for text in batch:
                 if text is None:
                     break
                 try:
-                    flushed.append(self.write_message(text))
+                    writes.append(self.write_message(text))
                 except tornado.websocket.WebSocketClosedError:
                     break
-            # Every future awaited (with its exception retrieved), not just the last.
-            results = await asyncio.gather(*flushed, return_exceptions=True)
-            if len(flushed) < len(batch) or any(
-                    isinstance(r, tornado.websocket.WebSocketClosedError) for r in results):
+            # Every write awaited, so that each one's exception is retrieved.
+            errors = [r for r in await asyncio.gather(*writes, return_exceptions=True)
+                      if isinstance(r, BaseException)]
+            if len(writes) < len(batch) or any(
+                    isinstance(e, tornado.websocket.WebSocketClosedError) for e in errors):
                 return
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+            if errors:
+                raise errors[0]
 
     def close_with(self, code: int, reason: str) -> None:
         if self._closing:
@@ -597,7 +598,7 @@ class ControlServer:
         self._session_ids = itertools.count(1)
         self._followers: dict[str, asyncio.Task] = {}
         self._all_closed: asyncio.Event | None = None
-        self._unwatch_revocations: Any = None
+        self._unwatch_revocations: Callable[[], None] | None = None
         self._page: bytes | None = None
         # An access object may serve HTTP routes of its own (a token endpoint).
         extra = getattr(self.access, "http_handlers", None)
@@ -701,39 +702,35 @@ class ControlServer:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)
             except TimeoutError:
                 logger.warning("%d client(s) did not close in time", len(self.sessions))
-        if self._presence_tasks:
-            await self._flush_presence()
-            for task in self._presence_tasks:
-                task.cancel()
-            await self._bounded("presence tasks",
-                                asyncio.gather(*self._presence_tasks, return_exceptions=True),
-                                timeout)
-            self._presence_tasks = []
-            await self._bounded("presence store close", self.presence_store.close(), timeout)
-        for task in self._followers.values():
-            task.cancel()
-        await self._bounded("followers",
-                            asyncio.gather(*self._followers.values(), return_exceptions=True),
-                            timeout)
-        self._followers.clear()
+        try:
+            # Bounded: a stop must end (a SIGTERM to `serve` must end the process)
+            # even if a store that was restarted under us hangs in its close.
+            await asyncio.wait_for(self._release_stores(), timeout)
+        except TimeoutError:
+            logger.warning("stop: presence and event log not released in %g s; "
+                           "stopping anyway", timeout)
         for room in self.rooms.values():
             room.forget_lingering()
             if room.bridge is not None:
                 room.bridge.close()
         if self._launched.get(self.name) is self:
             del self._launched[self.name]
-        await self._bounded("event log close", self.log.close(), timeout)
         logger.info("control server %r stopped", self.name)
 
-    @staticmethod
-    async def _bounded(what: str, awaitable: Any, timeout: float) -> None:
-        """One step of stop(), cut off after ``timeout``: a stop must end (a SIGTERM
-        to ``serve`` must end the process), even if a connection to a store that was
-        restarted under us hangs in its close."""
-        try:
-            await asyncio.wait_for(awaitable, timeout)
-        except TimeoutError:
-            logger.warning("stop: %s did not finish in %g s; stopping anyway", what, timeout)
+    async def _release_stores(self) -> None:
+        """Stop the presence tasks and room followers, then close their stores."""
+        if self._presence_tasks:
+            await self._flush_presence()
+            for task in self._presence_tasks:
+                task.cancel()
+            await asyncio.gather(*self._presence_tasks, return_exceptions=True)
+            self._presence_tasks = []
+            await self.presence_store.close()
+        for task in self._followers.values():
+            task.cancel()
+        await asyncio.gather(*self._followers.values(), return_exceptions=True)
+        self._followers.clear()
+        await self.log.close()
 
     def _closed(self, session: Session) -> None:
         if self._all_closed is not None and not self.sessions:
