@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from redis_process import running_redis
+
+from tests.support.redis import running_redis
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

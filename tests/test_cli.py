@@ -133,7 +133,7 @@ def test_course_starts_this_pythons_jupyterlab_without_the_venv_on_path(tmp_path
     import secrets
     import urllib.request
 
-    from jupyter_process import JupyterProcess, loopback_args, private_dirs
+    from tests.support.jupyter import JupyterProcess, loopback_args, private_dirs
 
     token = secrets.token_hex(8)
     env = {"HOME": str(tmp_path), "PATH": str(tmp_path / "empty"), "LANG": "C.UTF-8",

@@ -4,8 +4,10 @@ The package behind the course's notebooks: a Tornado control server that drives
 ipywidgets, its client, the wire codec and tap that show the upgrade byte by
 byte, and the pieces that add what WebSocket does not give you.
 
-Names are imported on first use, so ``import wsdemo.protocol`` (sans-I/O) does
-not pull in Tornado.
+Names are imported on first use, so ``import wsdemo.core.protocol`` (sans-I/O)
+does not pull in Tornado. The folders are the layers and roles: ``core/`` and
+``wire/`` (sans-I/O), ``server/``, ``stores/``, ``client/``, ``auth/``, ``tap/``,
+``lab/``, ``bench/`` (I/O); see the README's "The package, by layer".
 """
 
 from __future__ import annotations
@@ -17,39 +19,39 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "ControlServer": "server",
-    "Room": "server",
-    "ControlClient": "client",
-    "ConnectError": "client",
-    "ConnectionClosed": "client",
-    "ServerError": "client",
-    "WidgetBridge": "bridge",
-    "ControlSpec": "controls",
-    "Event": "eventlog",
-    "Appended": "eventlog",
-    "MemoryEventLog": "eventlog",
-    "SQLiteEventLog": "sqlite_log",
-    "EventLogError": "sqlite_log",
-    "open_log": "logs",
-    "ReconnectingClient": "reconnect",
-    "Backoff": "reconnect",
-    "Principal": "access",
-    "AccessDenied": "access",
-    "OpenAccess": "access",
-    "Tap": "tap",
-    "Capture": "tap",
-    "start_tap": "tap",
-    "JWTAccess": "auth",
-    "KeyRing": "auth",
-    "InvalidToken": "auth",
-    "issue_token": "auth",
-    "SUBPROTOCOL": "protocol",
-    "MAX_MESSAGE_BYTES": "protocol",
-    "CloseCode": "protocol",
-    "ErrorCode": "protocol",
-    "ProtocolError": "protocol",
-    "ProtocolViolation": "protocol",
-    "parse_client_message": "protocol",
+    "ControlServer": "server.app",
+    "Room": "server.room",
+    "ControlClient": "client.connection",
+    "ConnectError": "client.connection",
+    "ConnectionClosed": "client.connection",
+    "ServerError": "client.connection",
+    "WidgetBridge": "server.bridge",
+    "ControlSpec": "core.controls",
+    "Event": "core.eventlog",
+    "Appended": "core.eventlog",
+    "MemoryEventLog": "core.eventlog",
+    "SQLiteEventLog": "stores.sqlite",
+    "EventLogError": "stores.sqlite",
+    "open_log": "stores",
+    "ReconnectingClient": "client.reconnect",
+    "Backoff": "client.reconnect",
+    "Principal": "core.access",
+    "AccessDenied": "core.access",
+    "OpenAccess": "core.access",
+    "Tap": "tap.proxy",
+    "Capture": "tap.capture",
+    "start_tap": "tap.proxy",
+    "JWTAccess": "auth.tokens",
+    "KeyRing": "auth.tokens",
+    "InvalidToken": "auth.tokens",
+    "issue_token": "auth.tokens",
+    "SUBPROTOCOL": "core.protocol",
+    "MAX_MESSAGE_BYTES": "core.protocol",
+    "CloseCode": "core.protocol",
+    "ErrorCode": "core.protocol",
+    "ProtocolError": "core.protocol",
+    "ProtocolViolation": "core.protocol",
+    "parse_client_message": "core.protocol",
 }
 
 __all__ = sorted([*_EXPORTS, "launch", "connect"])
@@ -70,18 +72,18 @@ def __dir__() -> list[str]:
 
 def launch(port: int = 0, host: str = "127.0.0.1", **options: Any) -> ControlServer:
     """Start the control server on the running loop (or return the one already running)."""
-    from .server import ControlServer
+    from .server.app import ControlServer
 
     return ControlServer.launch(port, host, **options)
 
 
 async def connect(url: str, **options: Any) -> ControlClient:
     """Open a :class:`ControlClient` to ``url`` (host:port, http://… or ws://…/ws)."""
-    from .client import ControlClient
+    from .client.connection import ControlClient
 
     return await ControlClient.connect(url, **options)
 
 
 if TYPE_CHECKING:
-    from .client import ControlClient
-    from .server import ControlServer
+    from .client.connection import ControlClient
+    from .server.app import ControlServer

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # the benchmark parses its own options, --help included
-        from .bench import main as bench_main
+        from .bench.runner import main as bench_main
 
         return bench_main(argv[1:])
     if argv[:1] == ["course"] and not {"-h", "--help"} & set(argv[1:]):
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "client":
             return asyncio.run(_client(args))
         if args.command == "tap":
-            from .tap import main as tap_main
+            from .tap.proxy import main as tap_main
 
             return asyncio.run(tap_main(args.listen, args.to, args.host))
         if args.command == "notebooks":
@@ -166,15 +166,15 @@ def demo_controls() -> dict[str, Any]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .logs import open_log
-    from .server import ControlServer
+    from .server.app import ControlServer
+    from .stores import open_log
 
     log = open_log(args.log)
     presence = None
     if getattr(log, "shared", False):  # several servers: share who is where, too
         import socket
 
-        from .redis_presence import RedisPresence
+        from .stores.redis_presence import RedisPresence
 
         presence = RedisPresence(args.log, f"{socket.gethostname()}-{os.getpid()}",
                                  ttl=args.presence_ttl)
@@ -200,7 +200,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _client(args: argparse.Namespace) -> int:
-    from .client import ControlClient, ServerError
+    from .client.connection import ControlClient, ServerError
 
     client = await ControlClient.connect(args.url, client="cli", timeout=args.timeout)
     try:
@@ -245,7 +245,7 @@ async def _print_events(client: Any, room: str, count: int) -> int:
 
 
 def _notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import execute_notebooks
+    from .course import execute_notebooks
 
     paths = args.paths or sorted((ROOT / "notebooks").glob("*.ipynb"))
     failed = execute_notebooks(paths, timeout=args.timeout)

@@ -1,0 +1,540 @@
+"""Who you are and what you may do: JWT tokens (HS256, PyJWT) for the control server.
+
+The server's access hook (:mod:`wsdemo.core.access`) asks two questions; this module
+answers them from a signed token that the client sends in its first message::
+
+    keys = KeyRing.generate("k1")
+    access = JWTAccess(keys)
+    access.add_user("ada", "correct horse", {"controls": ["read", "set"], "*": ["read"]})
+    server = ControlServer(access=access, allowed_origins=["https://course.example"])
+    token = access.issue_token("ada", {"controls": ["read", "set"]}, ttl=600)
+    client = await ControlClient.connect(server.ws_url, token=token)
+
+Tokens
+======
+
+A token is a standard JWT (RFC 7519) signed with HMAC-SHA256 (``HS256``,
+RFC 7518 §3.2), so any JWT tool can read it::
+
+    header   {"alg": "HS256", "typ": "JWT", "kid": "k1"}
+    payload  {"sub": "ada", "iat": 1700000000, "exp": 1700000600,
+              "iss": "wsdemo", "aud": "wsdemo.v1",
+              "perm": {"controls": ["read", "set"], "*": ["read"]}}
+
+``perm`` maps a room (or ``"*"``, every room) to the actions allowed there:
+``read`` (join the room and receive its events), ``publish`` and ``set``.
+Grants add up; nothing is ever denied by a grant. Times are whole seconds.
+
+A token is *signed, not encrypted*: anyone holding it can read every claim.
+
+What :meth:`JWTAccess.verify` refuses, and why:
+
+* any ``alg`` but ``HS256`` — ``none`` would let anyone write their own token,
+  and accepting an asymmetric algorithm next to HS256 opens "algorithm
+  confusion" (an HMAC made with the *public* key). The algorithm is fixed here,
+  never read from the token (RFC 8725 §2.1, §3.1);
+* a ``kid`` that is not in the :class:`KeyRing` — a key is removed from the
+  ring to retire it, and every token it signed stops working;
+* a bad signature, a wrong issuer or audience, a missing ``sub``/``iat``/``exp``;
+* an expired token (``exp`` in the past by more than ``leeway`` seconds, a small
+  allowance for clocks that disagree) — and a connection whose token expires
+  while it is open is closed with 4401 by the server;
+* a ``perm`` claim that is not a map of rooms to known actions.
+
+Every refusal is an :class:`InvalidToken` (an :class:`~wsdemo.core.access.AccessDenied`,
+so the server closes with 4401) whose reason is a fixed phrase: nothing from the
+token, and never the token itself, reaches a log or a close frame.
+
+The token endpoint
+==================
+
+:meth:`JWTAccess.http_handlers` adds ``POST /token`` to the server, for the
+control page. It takes ``{"user": ..., "password": ...}`` as a JSON body (never
+the URL: URLs end up in access logs, browser history and ``Referer``) and
+answers ``{"token", "token_type", "expires_in", "user"}`` with
+``Cache-Control: no-store``. The page keeps the token in a variable and sends
+it in ``hello``. Passwords are kept as scrypt hashes.
+
+Layering: token logic imports no Tornado (the endpoint's handler is built only
+when a server asks for its routes). PyJWT itself imports ``socket``/``ssl`` for
+its JWKS client, which this module does not use.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+
+from ..core.access import ACTIONS, AccessDenied, Principal
+from ..core.protocol import CloseCode
+
+__all__ = [
+    "ALGORITHM",
+    "AUDIENCE",
+    "ISSUER",
+    "InvalidToken",
+    "JWTAccess",
+    "KeyRing",
+    "issue_token",
+    "normalize_permissions",
+]
+
+logger = logging.getLogger("wsdemo.auth")
+
+ALGORITHM = "HS256"
+ISSUER = "wsdemo"
+AUDIENCE = "wsdemo.v1"
+DEFAULT_TTL = 15 * 60
+DEFAULT_LEEWAY = 5.0
+MIN_KEY_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+MAX_TOKEN_CHARS = 8192  # far above any token issued here; refuse before parsing
+_KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ROOM = re.compile(r"\*|[^\x00-\x1f]{1,64}")
+
+Permissions = Mapping[str, Iterable[str]]
+
+
+class InvalidToken(AccessDenied):
+    """A token was refused: the server closes the connection with 4401.
+
+    ``reason`` is one of a few fixed phrases ("no token", "bad signature",
+    "token expired", ...) so it is safe to log and to send in a close frame.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason, CloseCode.BAD_TOKEN)
+
+
+# --- keys ----------------------------------------------------------------------
+
+
+class KeyRing:
+    """HS256 secrets by key id (``kid``): one is current for signing, all verify.
+
+    To rotate: :meth:`rotate` adds a new current key; tokens signed with the old
+    one keep working until you :meth:`remove` it (wait at least the longest
+    token lifetime, or remove it at once to revoke every token it signed).
+    The secrets never appear in a ``repr``.
+    """
+
+    def __init__(self, keys: Mapping[str, bytes] | None = None, current: str | None = None):
+        self._keys: dict[str, bytes] = {}
+        self._current: str | None = None
+        self._removal_watchers: list[Callable[[str], None]] = []
+        for kid, secret in (keys or {}).items():
+            self.add(kid, secret, current=False)
+        if current is not None:
+            self.use(current)
+        elif self._keys:
+            self.use(next(reversed(self._keys)))
+
+    @classmethod
+    def generate(cls, kid: str = "k1") -> KeyRing:
+        """A ring with one fresh random key."""
+        ring = cls()
+        ring.add(kid)
+        return ring
+
+    def add(self, kid: str, secret: bytes | None = None, *, current: bool = True) -> str:
+        """Add a key (random if ``secret`` is None); it signs from now on if ``current``."""
+        if not isinstance(kid, str) or not _KID.fullmatch(kid):
+            raise ValueError("a key id is 1-64 characters of A-Z a-z 0-9 . _ -")
+        if kid in self._keys:
+            raise ValueError(f"key id {kid!r} is already in the ring")
+        if secret is None:
+            secret = secrets.token_bytes(MIN_KEY_BYTES)
+        if not isinstance(secret, bytes) or len(secret) < MIN_KEY_BYTES:
+            raise ValueError(f"an HS256 key must be at least {MIN_KEY_BYTES} bytes")
+        self._keys[kid] = secret
+        if current or self._current is None:
+            self._current = kid
+        return kid
+
+    def rotate(self, kid: str, secret: bytes | None = None) -> str:
+        """Add a new key and sign with it; the old keys still verify until removed."""
+        return self.add(kid, secret, current=True)
+
+    def use(self, kid: str) -> None:
+        """Sign new tokens with ``kid`` (already in the ring)."""
+        if kid not in self._keys:
+            raise KeyError(kid)
+        self._current = kid
+
+    def remove(self, kid: str) -> None:
+        """Retire a key: every token it signed is refused from now on."""
+        if kid == self._current:
+            raise ValueError(f"{kid!r} signs new tokens: rotate to another key first")
+        del self._keys[kid]
+        for watcher in list(self._removal_watchers):
+            watcher(kid)
+
+    def watch_removals(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(kid)`` whenever a key is removed; returns the way to stop."""
+        self._removal_watchers.append(callback)
+
+        def stop() -> None:
+            if callback in self._removal_watchers:
+                self._removal_watchers.remove(callback)
+
+        return stop
+
+    @property
+    def current(self) -> str:
+        if self._current is None:
+            raise LookupError("the key ring is empty")
+        return self._current
+
+    @property
+    def kids(self) -> list[str]:
+        return list(self._keys)
+
+    def secret(self, kid: str) -> bytes | None:
+        return self._keys.get(kid)
+
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._keys
+
+    def __repr__(self) -> str:
+        return f"<KeyRing current={self._current!r} kids={self.kids}>"
+
+
+# --- permissions -----------------------------------------------------------------
+
+
+def normalize_permissions(perm: Any) -> dict[str, frozenset[str]]:
+    """``{room: [actions]}`` → ``{room: frozenset(actions)}``, or ValueError.
+
+    Used both when issuing (a caller's mistake) and when verifying (a token
+    that is signed but malformed), so the two agree on what is valid.
+    """
+    if not isinstance(perm, Mapping):
+        raise ValueError("permissions must map rooms to lists of actions")
+    result: dict[str, frozenset[str]] = {}
+    for room, actions in perm.items():
+        if not isinstance(room, str) or not _ROOM.fullmatch(room):
+            raise ValueError("a room is a name of 1-64 characters, or '*'")
+        # A list (JSON's only sequence), or a set/tuple from Python; a dict or a
+        # string would iterate as something else than what it looks like.
+        if not isinstance(actions, list | tuple | set | frozenset):
+            raise ValueError(f"the actions for {room!r} must be a list")
+        actions = list(actions)
+        if not all(isinstance(a, str) and a in ACTIONS for a in actions):
+            raise ValueError(f"actions are {', '.join(ACTIONS)}")
+        result[room] = frozenset(actions)
+    return result
+
+
+def _claim_permissions(perm: Mapping[str, frozenset[str]]) -> dict[str, list[str]]:
+    # Sorted, so the same grant always gives the same token bytes.
+    return {room: sorted(perm[room]) for room in sorted(perm)}
+
+
+# --- issuing ---------------------------------------------------------------------
+
+
+def issue_token(
+    user: str,
+    permissions: Permissions,
+    *,
+    keys: KeyRing,
+    ttl: float = DEFAULT_TTL,
+    now: float | None = None,
+    issuer: str = ISSUER,
+    audience: str = AUDIENCE,
+) -> str:
+    """A signed JWT for ``user`` with ``permissions``, valid for ``ttl`` seconds.
+
+    ``now`` (a Unix time) fixes ``iat`` for examples whose output must not
+    change from run to run; leave it out otherwise.
+    """
+    if not isinstance(user, str) or not user:
+        raise ValueError("user must be a non-empty string")
+    if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
+        raise ValueError("ttl must be a positive number of seconds")
+    perm = normalize_permissions(permissions)
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "sub": user,
+        "iat": issued,
+        "exp": issued + max(1, int(ttl)),
+        "iss": issuer,
+        "aud": audience,
+        "perm": _claim_permissions(perm),
+    }
+    kid = keys.current
+    secret = keys.secret(kid)
+    assert secret is not None
+    return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
+
+
+# --- verifying -------------------------------------------------------------------
+
+# PyJWT's exceptions, in the words a client (and a log) may see.
+_REASONS: list[tuple[type[Exception], str]] = [
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidAlgorithmError, "algorithm not allowed"),
+    (jwt.MissingRequiredClaimError, "missing claim"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+]
+
+
+def _reason(error: Exception) -> str:
+    for kind, reason in _REASONS:
+        if isinstance(error, kind):
+            return reason
+    return "malformed token"
+
+
+# --- passwords (for the token endpoint) ------------------------------------------
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+@dataclass(frozen=True)
+class _Account:
+    salt: bytes
+    digest: bytes
+    permissions: dict[str, frozenset[str]]
+
+    def __repr__(self) -> str:  # the hash is not secret, but it is nobody's business
+        return f"<account perm={_claim_permissions(self.permissions)}>"
+
+
+def _hash_password(password: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+
+
+# --- the access object -----------------------------------------------------------
+
+
+class JWTAccess:
+    """The server's access hook, answered from HS256 JWTs (see the module docstring).
+
+    ``leeway`` is the clock allowance in seconds; ``ttl`` the lifetime of the
+    tokens the endpoint issues.
+    """
+
+    open = False
+
+    def __init__(
+        self,
+        keys: KeyRing,
+        *,
+        issuer: str = ISSUER,
+        audience: str = AUDIENCE,
+        leeway: float = DEFAULT_LEEWAY,
+        ttl: float = DEFAULT_TTL,
+    ):
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.ttl = ttl
+        self._accounts: dict[str, _Account] = {}
+        # Compared against when the user is unknown, so a wrong name costs as
+        # long as a wrong password and the endpoint does not reveal who exists.
+        salt = secrets.token_bytes(16)
+        self._decoy = _Account(salt, _hash_password(secrets.token_hex(16), salt), {})
+
+    # -- tokens
+
+    def issue_token(self, user: str, permissions: Permissions, ttl: float | None = None, *,
+                    now: float | None = None) -> str:
+        """A token signed with the ring's current key (see :func:`issue_token`)."""
+        return issue_token(user, permissions, keys=self.keys,
+                           ttl=self.ttl if ttl is None else ttl, now=now,
+                           issuer=self.issuer, audience=self.audience)
+
+    def verify(self, token: Any) -> Principal:
+        """The principal a token names, or :class:`InvalidToken` — never another error."""
+        if token is None or token == "":
+            raise InvalidToken("no token")
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+            raise InvalidToken("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
+            raise InvalidToken("malformed token") from None
+        # Decided here, not by the token: only HS256, and only our keys.
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("algorithm not allowed")
+        kid = header.get("kid")
+        secret = self.keys.secret(kid) if isinstance(kid, str) else None
+        if secret is None:
+            raise InvalidToken("unknown key id")
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["sub", "iat", "exp", "iss", "aud"],
+                         "enforce_minimum_key_length": True},
+            )
+        except jwt.PyJWTError as error:
+            raise InvalidToken(_reason(error)) from None
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            raise InvalidToken("malformed token") from None
+        user, exp = claims.get("sub"), claims.get("exp")
+        if not isinstance(user, str) or not user or len(user) > 64:
+            raise InvalidToken("malformed token")
+        if not isinstance(exp, int) or isinstance(exp, bool):
+            raise InvalidToken("malformed token")
+        try:
+            permissions = normalize_permissions(claims.get("perm", {}))
+        except ValueError:
+            raise InvalidToken("malformed permissions") from None
+        # The token is refused from exp + leeway on; the connection ends then too.
+        return Principal(user=user, permissions=permissions, expires=exp + self.leeway,
+                         claims=claims, credential=kid)
+
+    # -- the server's questions
+
+    def authenticate(self, hello: Any, origin: str | None) -> Principal:
+        # The Origin was already checked at the upgrade (403); a token is bound
+        # to a user, not to a page, so it is not consulted here.
+        principal = self.verify(getattr(hello, "token", None))
+        logger.info("authenticated %s", principal.user)
+        return principal
+
+    def watch_revocations(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """``callback(credential)`` when a signing key is removed: the server then
+        ends the sessions whose token it signed. Returns the way to stop watching."""
+        return self.keys.watch_removals(callback)
+
+    def authorize(self, principal: Principal, action: str, room: str) -> bool:
+        perm = principal.permissions
+        return action in perm.get(room, ()) or action in perm.get("*", ())
+
+    # -- accounts, for the token endpoint
+
+    def add_user(self, user: str, password: str, permissions: Permissions) -> None:
+        """Let ``user`` log in at ``POST /token`` with ``password``; tokens get ``permissions``."""
+        if not isinstance(user, str) or not user or len(user) > 64:
+            raise ValueError("user must be a string of 1-64 characters")
+        if not isinstance(password, str) or not password:
+            raise ValueError("password must be a non-empty string")
+        salt = secrets.token_bytes(16)
+        self._accounts[user] = _Account(salt, _hash_password(password, salt),
+                                        normalize_permissions(permissions))
+
+    def check_password(self, user: str, password: str) -> dict[str, frozenset[str]] | None:
+        """The user's permissions if the password is right, else None (same cost either way)."""
+        account = self._accounts.get(user)
+        candidate = _hash_password(password, (account or self._decoy).salt)
+        if account is None:
+            hmac.compare_digest(candidate, self._decoy.digest)
+            return None
+        return account.permissions if hmac.compare_digest(candidate, account.digest) else None
+
+    def login(self, user: str, password: str) -> dict[str, Any] | None:
+        """What ``POST /token`` answers for good credentials, or None."""
+        permissions = self.check_password(user, password)
+        if permissions is None:
+            logger.info("token refused: bad credentials")
+            return None
+        token = self.issue_token(user, permissions)
+        logger.info("token issued to %s for %g s", user, self.ttl)
+        return {"token": token, "token_type": "Bearer", "expires_in": int(self.ttl),
+                "user": user}
+
+    def http_handlers(self, server: Any) -> list[tuple[str, Any, dict[str, Any]]]:
+        """Routes the server adds to its application: ``POST /token``."""
+        return [(r"/token", _token_handler(), {"access": self, "server": server})]
+
+    def __repr__(self) -> str:
+        users = ", ".join(sorted(self._accounts)) or "none"
+        return (f"<JWTAccess {ALGORITHM} keys={self.keys.kids} current={self.keys.current!r} "
+                f"leeway={self.leeway:g}s users: {users}>")
+
+
+# --- the token endpoint (Tornado, built on demand) --------------------------------
+
+MAX_LOGIN_BYTES = 4096
+
+
+@functools.cache
+def _token_handler() -> type:
+    import tornado.web  # only a server needs this: token logic stays free of Tornado
+
+    class TokenHandler(tornado.web.RequestHandler):
+        """``POST /token`` with ``{"user", "password"}`` as JSON → ``{"token", ...}``."""
+
+        def initialize(self, access: JWTAccess, server: Any) -> None:
+            self.access = access
+            self.server = server
+
+        def set_default_headers(self) -> None:
+            # A token must not be kept by a cache or a proxy.
+            self.set_header("Cache-Control", "no-store")
+            self.set_header("Pragma", "no-cache")
+            self.set_header("X-Content-Type-Options", "nosniff")
+
+        def post(self) -> None:
+            if self.request.query:
+                # Refused even when the body is right: a URL with a password or
+                # a token in it has already been written to some log.
+                return self._refuse(400, "send credentials in the body, never in the URL")
+            origin = self.request.headers.get("Origin")
+            host = self.request.headers.get("Host", "")
+            if origin is not None and not _same_origin(origin, host) and not (
+                self.server.origin_allowed(origin, host)
+            ):
+                return self._refuse(403, "origin not allowed")
+            # JSON only: a cross-site form cannot send it without a CORS
+            # preflight, which this server never approves.
+            content_type = self.request.headers.get("Content-Type", "")
+            if content_type.split(";")[0].strip().lower() != "application/json":
+                return self._refuse(415, "send JSON (Content-Type: application/json)")
+            body = self.request.body
+            if len(body) > MAX_LOGIN_BYTES:
+                return self._refuse(413, "request too large")
+            try:
+                login = json.loads(body)
+            except (ValueError, RecursionError):
+                return self._refuse(400, "the body is not JSON")
+            if not isinstance(login, dict) or not all(
+                isinstance(login.get(k), str) and login.get(k) for k in ("user", "password")
+            ):
+                return self._refuse(400, "send {\"user\": ..., \"password\": ...}")
+            answer = self.access.login(login["user"], login["password"])
+            if answer is None:
+                return self._refuse(401, "wrong user or password")
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps(answer))
+
+        def _refuse(self, status: int, message: str) -> None:
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"error": message}))
+
+        def write_error(self, status_code: int, **kwargs: Any) -> None:
+            # Tornado's own refusals (405 for GET, 500) in the same JSON shape,
+            # and without a traceback even in debug mode.
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"error": self._reason}))
+
+    return TokenHandler
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    # The rule Tornado applies to WebSocket upgrades: the page came from here.
+    return bool(host) and urlsplit(origin).netloc.lower() == host.lower()

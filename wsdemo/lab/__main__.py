@@ -1,0 +1,5 @@
+import sys
+
+from .experiments import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""Event-log stores (I/O), and :func:`open_log`, which picks one by name.
+
+* ``memory`` — :class:`wsdemo.core.eventlog.MemoryEventLog` (sans-I/O; tests and demos);
+* a file path or ``sqlite:PATH`` — :mod:`~wsdemo.stores.sqlite`, the embedded default;
+* ``redis://…`` — :mod:`~wsdemo.stores.redis` (and :mod:`~wsdemo.stores.redis_presence`),
+  for several servers sharing rooms, order and presence.
+
+Every store keeps the rules of :mod:`wsdemo.core.eventlog`: seq, dedupe, resume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["open_log"]
+
+
+def open_log(spec: str | Path | None, **options: Any) -> Any:
+    """``None``/``"memory"``: in memory; ``path``/``sqlite:path``: SQLite; ``redis://``: Redis."""
+    if spec is None or str(spec) == "memory":
+        from ..core.eventlog import MemoryEventLog
+
+        return MemoryEventLog(**options)
+    text = str(spec)
+    if text.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            from .redis import RedisEventLog  # type: ignore[import-not-found]
+        except ImportError:
+            raise ValueError(f"event log {text}: the Redis backend is not available") from None
+        return RedisEventLog(text, **options)
+    if text.startswith("sqlite:"):
+        text = text.removeprefix("sqlite:").removeprefix("//")
+    from .sqlite import SQLiteEventLog
+
+    return SQLiteEventLog(text, **options)

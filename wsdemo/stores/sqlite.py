@@ -1,0 +1,263 @@
+"""The embedded default event log: one SQLite file that survives a restart or a kill.
+
+Same rules and interface as :class:`wsdemo.core.eventlog.MemoryEventLog` (read that
+module's docstring first), kept in a file:
+
+* ``append`` returns only after the transaction is committed — so the server's
+  ``ack``, sent after ``append`` returns, means the event is on disk;
+* the journal is WAL; ``synchronous`` is ``FULL`` by default (a commit survives
+  a power cut) and may be ``NORMAL`` (survives a crash or ``kill -9`` of the
+  process, not a power cut, and commits several times faster);
+* the dedupe record (room, id → seq) is stored with the events in the same
+  transaction, so a retry after a restart is still recognised; it is kept longer
+  than the events themselves (``max_ids``), because a retry can come late;
+* retention: at most ``max_events`` per room, and none older than ``max_age``
+  seconds when given — the oldest go first, and ``first_seq`` says where the
+  held history now starts.
+
+All SQLite calls run on one worker thread, in order: the event loop never
+blocks on a disk sync, and appends commit in the order they were made, so
+events are broadcast in seq order.
+
+A file that is not a SQLite database, is corrupted, or cannot be written is
+refused when the log is opened (:class:`EventLogError`), never discovered later
+as a silent loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..core.eventlog import Appended, Event
+
+__all__ = ["SQLiteEventLog", "EventLogError"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    room TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, sender TEXT NOT NULL,
+    kind TEXT NOT NULL, data TEXT NOT NULL, time REAL NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ids (
+    room TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (room, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ids_by_seq ON ids (room, seq);
+CREATE TABLE IF NOT EXISTS state (
+    room TEXT NOT NULL, target TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (room, target)
+) WITHOUT ROWID;
+"""
+
+
+class EventLogError(Exception):
+    """The event log cannot be used: the message says which file and why."""
+
+
+class SQLiteEventLog:
+    """Events in one SQLite file: ``SQLiteEventLog(path)``, and ``await close()`` at the end."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_events: int = 1_000_000,
+        max_ids: int = 1_000_000,
+        max_age: float | None = None,
+        synchronous: str = "FULL",
+        clock: Any = time.time,
+    ):
+        if max_events < 1 or max_ids < 1:
+            raise ValueError("max_events and max_ids must be at least 1")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
+        self.path = Path(path)
+        self.max_events = max_events
+        self.max_ids = max(max_ids, max_events)
+        self.max_age = max_age
+        self.synchronous = synchronous
+        self._clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="wsdemo-sqlite")
+        self._db: sqlite3.Connection | None = None
+        # Opening runs on the worker thread too (a connection stays on its thread);
+        # waiting here makes a bad file fail now, in the constructor.
+        try:
+            self._executor.submit(self._open).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+
+    # --- on the worker thread ------------------------------------------------------
+
+    def _open(self) -> None:
+        where = str(self.path)
+        if self.path.is_dir():
+            raise EventLogError(f"event log {where}: is a folder, not a file")
+        try:
+            db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise EventLogError(f"event log {where}: cannot open ({exc})") from None
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise EventLogError(f"event log {where}: cannot use WAL (journal is {mode})")
+            db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise EventLogError(f"event log {where}: the database is damaged ({check})")
+            db.executescript(_SCHEMA)
+            db.execute("BEGIN IMMEDIATE")  # proves the file is writable, now
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                db.execute("ROLLBACK")
+                raise EventLogError(
+                    f"event log {where}: schema {row[0]}, this wsdemo reads {SCHEMA_VERSION}")
+            # The file's identity, made once: resumed seqs from another file mean nothing.
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex[:16],))
+            self.epoch = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise EventLogError(
+                f"event log {where}: not a usable SQLite database ({exc})") from None
+        except EventLogError:
+            db.close()
+            raise
+        self._db = db
+
+    def _append(self, room: str, id: str, sender: str, kind: str, data: Any) -> Appended:
+        db = self._db
+        assert db is not None, "the event log is closed"
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        now = self._clock()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT seq FROM ids WHERE room = ? AND id = ?", (room, id)).fetchone()
+            if row is not None:
+                db.execute("COMMIT")
+                return Appended(self._event_or_stub(room, row[0], id), duplicate=True)
+            row = db.execute("SELECT last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
+            seq = (row[0] if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?)", (room, seq))
+            db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (room, seq, id, sender, kind, text, now))
+            db.execute("INSERT INTO ids VALUES (?, ?, ?)", (room, id, seq))
+            if kind == "set" and isinstance(data, dict) and "target" in data:
+                # The control's latest value, in the same transaction: retention
+                # may drop the event, never the state it left.
+                db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
+                           (room, str(data["target"]),
+                            json.dumps(data.get("value"), allow_nan=False), seq))
+            self._retain(db, room, seq, now)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return Appended(Event(room, seq, id, sender, kind, data, now), duplicate=False)
+
+    def _retain(self, db: sqlite3.Connection, room: str, seq: int, now: float) -> None:
+        if seq > self.max_events:
+            db.execute("DELETE FROM events WHERE room = ? AND seq <= ?",
+                       (room, seq - self.max_events))
+        if seq > self.max_ids:
+            db.execute("DELETE FROM ids WHERE room = ? AND seq <= ?", (room, seq - self.max_ids))
+        if self.max_age is not None and seq % 64 == 0:  # by age: now and then is enough
+            db.execute("DELETE FROM events WHERE room = ? AND time < ?", (room, now - self.max_age))
+
+    def _event_or_stub(self, room: str, seq: int, id: str) -> Event:
+        assert self._db is not None
+        row = self._db.execute(
+            "SELECT sender, kind, data, time FROM events WHERE room = ? AND seq = ?", (room, seq)
+        ).fetchone()
+        if row is None:  # the event itself is past retention; its id and seq are not
+            return Event(room, seq, id, "", "", None)
+        return Event(room, seq, id, row[0], row[1], json.loads(row[2]), row[3])
+
+    def _read_after(self, room: str, seq: int, limit: int | None) -> list[Event]:
+        assert self._db is not None
+        if self.max_age is not None:
+            cutoff = self._clock() - self.max_age
+            where, args = "room = ? AND seq > ? AND time >= ?", (room, seq, cutoff)
+        else:
+            where, args = "room = ? AND seq > ?", (room, seq)
+        rows = self._db.execute(
+            f"SELECT seq, id, sender, kind, data, time FROM events WHERE {where} "
+            "ORDER BY seq LIMIT ?", (*args, -1 if limit is None else limit)
+        ).fetchall()
+        return [Event(room, s, i, snd, k, json.loads(d), t) for s, i, snd, k, d, t in rows]
+
+    def _last_seq(self, room: str) -> int:
+        assert self._db is not None
+        row = self._db.execute("SELECT last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
+        return row[0] if row else 0
+
+    def _first_seq(self, room: str) -> int:
+        assert self._db is not None
+        if self.max_age is not None:
+            cutoff = self._clock() - self.max_age
+            row = self._db.execute(
+                "SELECT min(seq) FROM events WHERE room = ? AND time >= ?", (room, cutoff)
+            ).fetchone()
+        else:
+            row = self._db.execute("SELECT min(seq) FROM events WHERE room = ?",
+                                   (room,)).fetchone()
+        return row[0] if row and row[0] is not None else self._last_seq(room) + 1
+
+    def _state(self, room: str) -> dict[str, Any]:
+        assert self._db is not None
+        rows = self._db.execute("SELECT target, value FROM state WHERE room = ? ORDER BY target",
+                                (room,)).fetchall()
+        return {target: json.loads(value) for target, value in rows}
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # --- the async interface -------------------------------------------------------
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def append(self, room: str, id: str, sender: str, kind: str, data: Any) -> Appended:
+        return await self._run(self._append, room, id, sender, kind, data)
+
+    async def read_after(self, room: str, seq: int, limit: int | None = None) -> list[Event]:
+        return await self._run(self._read_after, room, seq, limit)
+
+    async def last_seq(self, room: str) -> int:
+        return await self._run(self._last_seq, room)
+
+    async def first_seq(self, room: str) -> int:
+        return await self._run(self._first_seq, room)
+
+    async def state(self, room: str) -> dict[str, Any]:
+        return await self._run(self._state, room)
+
+    def new_id(self, prefix: str = "local") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=False)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteEventLog {str(self.path)!r} synchronous={self.synchronous}>"
