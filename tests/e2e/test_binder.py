@@ -55,7 +55,7 @@ from tests.support.jupyter import JupyterProcess, loopback_args
 from tests.support.redis import free_port
 from wsdemo import ControlClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/user/learner/"   # a hub's per-user prefix, as on mybinder.org
 BUILD_S = 900               # pip, with downloads cached: about 70 s
 START_S = 90                # jupyter lab with every installed extension, on a busy machine
