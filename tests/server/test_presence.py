@@ -11,7 +11,9 @@ from wsdemo import ControlClient, ControlServer
 
 @pytest.fixture
 async def room_server():
-    srv = ControlServer(port=0, ping_interval=0.3, presence_grace=0.6)
+    # presence_window=0: every change goes out on the next turn of the loop, so these
+    # tests see each step (test_presence_is_coalesced_within_its_window shows a window).
+    srv = ControlServer(port=0, ping_interval=0.3, presence_grace=0.6, presence_window=0)
     srv.add_room("lobby")
     srv.start()
     yield srv

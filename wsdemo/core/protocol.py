@@ -47,6 +47,29 @@ Rules
   broadcast again.
 * Recoverable mistakes get an ``error`` (codes in :class:`ErrorCode`); abuse of
   the protocol closes the connection with a code from :class:`CloseCode`.
+
+Checked at the door
+===================
+
+Whatever the server accepts it must be able to store, replay and send again,
+to any client. So every value of a client message — ``data`` and ``value``
+included, object keys too — is checked before anything gets a seq, and a
+message that breaks one of these limits is answered ``error`` with code
+``bad-data`` (the connection stays open, nothing is stored):
+
+* no lone surrogate (``"\\ud800"`` is valid JSON text, but no UTF-8 encoder can
+  send it back; RFC 8259 §8.2, RFC 7493 §2.1);
+* numbers finite (``1e400`` parses as infinity, which JSON cannot carry), and
+  integers within ±(2**53 − 1), the range every JSON reader keeps exact
+  (RFC 7493 §2.2): ``MAX_SAFE_INTEGER``;
+* arrays and objects nested at most ``MAX_DEPTH`` (32) deep, counting the
+  message itself;
+* the message at most ``MAX_MESSAGE_BYTES`` (64 KiB, else close 1009), ids at
+  most ``MAX_ID_LENGTH`` (64) characters, room, target and client names at most
+  ``MAX_NAME_LENGTH`` (64).
+
+:func:`check_value` is the same check, for values that come from the server's
+own side (a notebook's ``server.publish``).
 """
 
 from __future__ import annotations
@@ -70,6 +93,7 @@ __all__ = [
     "ProtocolViolation",
     "Publish",
     "Set",
+    "check_value",
     "encode",
     "parse_client_message",
 ]
@@ -78,6 +102,8 @@ SUBPROTOCOL = "wsdemo.v1"
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 64
+MAX_DEPTH = 32
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 class CloseCode(enum.IntEnum):
@@ -111,6 +137,7 @@ class ErrorCode(enum.StrEnum):
     OUT_OF_RANGE = "out-of-range"  # right type, outside min/max/step/options
     READ_ONLY = "read-only"  # the room takes no publish/set of this kind
     UNAVAILABLE = "unavailable"  # the log could not take the event: not kept, retry
+    BAD_DATA = "bad-data"  # a value that could not be stored and sent back (see "at the door")
 
 
 class ProtocolError(Exception):
@@ -208,13 +235,69 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         )
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, f"not JSON: {exc}") from None
+    except RecursionError:  # deeper than Python's parser goes: far past MAX_DEPTH
+        if not text.lstrip().startswith("{"):
+            raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "not a JSON object") from None
+        raise ProtocolError(ErrorCode.BAD_DATA, _TOO_DEEP) from None
+    except ValueError:  # the parser's own text stays out of the reply
+        raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "not JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolViolation(
             CloseCode.INVALID_PAYLOAD, f"a message must be a JSON object, not {_json_kind(obj)}"
         )
+    problem = _unstorable(obj)
+    if problem is not None:
+        raw_id = obj.get("id")
+        msg_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_LENGTH and \
+            _unstorable(raw_id) is None else None
+        raise ProtocolError(ErrorCode.BAD_DATA, problem, msg_id)
     return _from_object(obj)
+
+
+_TOO_DEEP = f"arrays and objects nested deeper than {MAX_DEPTH}"
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why ``value`` could not be stored and sent back as JSON, or None (see "at the door")."""
+    stack = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "a string holds a lone surrogate (not encodable as UTF-8)"
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return f"an integer outside ±{MAX_SAFE_INTEGER} (2**53 - 1)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "a number that is not finite"
+        elif isinstance(item, list):
+            if depth >= MAX_DEPTH:
+                return _TOO_DEEP
+            for element in item:
+                push((element, depth + 1))
+        elif isinstance(item, dict):
+            if depth >= MAX_DEPTH:
+                return _TOO_DEEP
+            for key, element in item.items():
+                push((key, depth + 1))
+                push((element, depth + 1))
+        else:  # not a JSON value at all (only server-side values can be)
+            return f"a {type(item).__name__} is not a JSON value"
+    return None
+
+
+def check_value(value: Any) -> None:
+    """Refuse (``ProtocolError`` ``bad-data``) a value the log could not store and send back."""
+    problem = _unstorable(value)
+    if problem is not None:
+        raise ProtocolError(ErrorCode.BAD_DATA, problem)
 
 
 def _json_kind(value: Any) -> str:

@@ -42,12 +42,14 @@ from ..core.protocol import (
     CloseCode,
     ErrorCode,
     ProtocolError,
+    check_value,
     encode,
 )
 from .bridge import WidgetBridge
 from .page import PageFrame, PageHandler
 from .room import Room
 from .session import Session
+from .transport import text_frame
 
 __all__ = ["ControlServer"]
 
@@ -79,8 +81,10 @@ class ControlServer:
         log: Any = None,
         hello_timeout: float = 10.0,
         queue_limit: int = 1000,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
         ping_interval: float = 20.0,
         presence_grace: float = 5.0,
+        presence_window: float = 0.05,
         allowed_origins: list[str] | None = None,
         access: Any = None,
         clock: Any = None,
@@ -91,7 +95,12 @@ class ControlServer:
         self.name = name
         self.log = log if log is not None else MemoryEventLog()
         self.hello_timeout = hello_timeout
+        # A session may have this many messages, or bytes, not yet taken by its
+        # socket; past either it is a slow consumer and closed with 1013.
         self.queue_limit = queue_limit
+        self.max_buffered_bytes = max_buffered_bytes
+        # Presence changes within this many seconds go out as one message per member.
+        self.presence_window = presence_window
         self.presence_grace = presence_grace
         # Shared presence (wsdemo.stores.redis_presence.RedisPresence): members of every server.
         self.presence_store = presence
@@ -390,6 +399,12 @@ class ControlServer:
         """A change made in the kernel (a widget moved), to be logged and broadcast."""
         if not self.running:
             return None
+        try:
+            check_value(value)
+        except ProtocolError as refused:
+            logger.error("%s.%s: the notebook's value is not sent: %s", room, target,
+                         refused.message)
+            return None
         return self._accept(self.rooms[room], self.log.new_id("kernel"), "kernel", "set",
                             {"target": target, "value": value}, None)
 
@@ -421,7 +436,12 @@ class ControlServer:
 
     async def publish(self, room: str, data: Any, *, sender: str = "kernel",
                       id: str | None = None) -> Event:
-        """Put one event into ``room`` from the server side and send it to every member."""
+        """Put one event into ``room`` from the server side and send it to every member.
+
+        ``data`` is checked as a client's would be (:func:`~wsdemo.core.protocol.check_value`):
+        what cannot be stored and sent back raises ``ProtocolError`` and is not logged.
+        """
+        check_value(data)
         the_room = self.rooms.get(room) or self.add_room(room, publish=False)
         return await self._accept(the_room, id or self.log.new_id(sender), sender, "publish",
                                   data, None)
@@ -463,9 +483,16 @@ class ControlServer:
         return event
 
     def _broadcast(self, room: Room, message: dict[str, Any], seq: int | None = None) -> None:
-        text = encode(message)  # once per broadcast, not once per client
+        # Encoded and framed once; the same bytes go to every member (server frames
+        # are not masked), with no Task or coroutine per member.
+        if seq is not None and room.presence_pending:
+            # Presence first: no member sees an event from someone it has not been told
+            # joined, and a lesson that waits for an event has the presence before it.
+            room.flush_presence()
+        frame = text_frame(encode(message).encode())
+        name = room.name
         for session in list(room.members):
-            session.deliver(room.name, seq, text)
+            session.deliver(name, seq, frame)
 
     def call_soon(self, callback: Any, *args: Any) -> None:
         """Run ``callback`` on the server's loop, from any thread."""

@@ -20,6 +20,7 @@ class RoomHost(Protocol):
 
     log: Any
     presence_grace: float
+    presence_window: float
 
     def _broadcast(self, room: Room, message: dict[str, Any], seq: int | None = None) -> None: ...
 
@@ -43,6 +44,7 @@ class Room:
         self.shared_counts: dict[str, int] | None = None  # from the shared presence
         self.restoring: set[asyncio.Task] = set()
         self._announced: dict[str, int] = {}
+        self._presence_due: asyncio.Handle | None = None
 
     async def current_seq(self) -> int:
         """The seq that the room's state reflects (read from the log the first time)."""
@@ -82,7 +84,30 @@ class Room:
                 "joined": joined or [], "left": left or []}
 
     def presence_changed(self) -> None:
-        """Broadcast the members, and who joined and left, if anything changed."""
+        """Say the members, and who joined and left, soon: changes are coalesced.
+
+        Every change within ``presence_window`` seconds (0: within this turn of
+        the loop) goes out as one message per member, and before the room's next
+        event. Without that, N clients joining one room cost N² presence messages;
+        with it, one per member per window.
+        """
+        if self._presence_due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        window = self.server.presence_window
+        self._presence_due = (loop.call_later(window, self.flush_presence) if window > 0
+                              else loop.call_soon(self.flush_presence))
+
+    @property
+    def presence_pending(self) -> bool:
+        """A presence change is waiting for its window to end."""
+        return self._presence_due is not None
+
+    def flush_presence(self) -> None:
+        """Broadcast the members now, if they changed since the last time."""
+        if self._presence_due is not None:
+            self._presence_due.cancel()
+            self._presence_due = None
         counts = self.counts()
         if counts == self._announced:
             return
@@ -117,6 +142,9 @@ class Room:
         for timer in self.lingering.values():
             timer.cancel()
         self.lingering.clear()
+        if self._presence_due is not None:
+            self._presence_due.cancel()
+            self._presence_due = None
 
     def __repr__(self) -> str:
         n = len(self.controls())

@@ -31,14 +31,14 @@ from ..core.protocol import (
     parse_client_message,
 )
 from .room import Room
+from .transport import Outlet, text_frame
 
-__all__ = ["Session", "SessionHost", "WRITE_BATCH"]
+__all__ = ["REPLAY_PAGE", "Session", "SessionHost"]
 
 logger = logging.getLogger("wsdemo.server")
 
-# Messages handed to the socket at once by a session's writer before it waits for a
-# flush (see Session._write_queued).
-WRITE_BATCH = 64
+# Events read from the log and written as one block by a catch-up (one page in flight).
+REPLAY_PAGE = 500
 
 
 class SessionHost(Protocol):
@@ -51,6 +51,7 @@ class SessionHost(Protocol):
     clock: Callable[[], float]
     hello_timeout: float
     queue_limit: int
+    max_buffered_bytes: int
 
     @property
     def epoch(self) -> str | None: ...
@@ -84,10 +85,9 @@ class Session(tornado.websocket.WebSocketHandler):
         self.principal: Principal | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self.rooms: dict[str, Room] = {}
-        self._held: dict[str, list[tuple[int | None, str]]] = {}
+        self._held: dict[str, list[tuple[int | None, bytes]]] = {}
         self._sent_seq: dict[str, int] = {}  # per room: the newest seq sent to this client
-        self._queue: asyncio.Queue[str | None] | None = None
-        self._writer: asyncio.Task | None = None
+        self._outlet: Outlet | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
         self._closing = False
 
@@ -104,9 +104,8 @@ class Session(tornado.websocket.WebSocketHandler):
         # algorithm and the peer's delayed ACK hold the second one ~40 ms.
         self.set_nodelay(True)
         self.session_id = self.server._new_session_id()
-        self._queue = asyncio.Queue(self.server.queue_limit)
-        self._taken = asyncio.Event()  # set each time the writer takes a message
-        self._writer = asyncio.ensure_future(self._write_queued())
+        self._outlet = Outlet(self, max_bytes=self.server.max_buffered_bytes,
+                              max_messages=self.server.queue_limit)
         self._hello_timer = asyncio.get_running_loop().call_later(
             self.server.hello_timeout, self._hello_expired
         )
@@ -205,7 +204,11 @@ class Session(tornado.websocket.WebSocketHandler):
             }
         )
         for room_name, last_seq in hello.resume.items():
-            await self._join(room_name, None, resume_from=last_seq)
+            # Each room on its own: an unknown one gets its error, the others resume.
+            try:
+                await self._join(room_name, None, resume_from=last_seq)
+            except ProtocolError as error:
+                self.send(error.to_message())
 
     def _token_expired(self) -> None:
         self.close_with(CloseCode.BAD_TOKEN, "token expired")
@@ -241,7 +244,7 @@ class Session(tornado.websocket.WebSocketHandler):
         either in the replay or in the held-back list (or both — the seq tells).
         """
         log = self.server.log
-        held: list[tuple[int | None, str]] = []
+        held: list[tuple[int | None, bytes]] = []
         self._held[room.name] = held
         self._enter(room)
         try:
@@ -251,33 +254,34 @@ class Session(tornado.websocket.WebSocketHandler):
             complete = same_log and first <= after + 1 and after <= last
             sent = after
             if complete:
-                while sent < last:
-                    page = await log.read_after(room.name, sent, limit=1000)
+                while sent < last and not self._closing:
+                    page = await log.read_after(room.name, sent, limit=REPLAY_PAGE)
                     if not page:
                         break
-                    for event in page:
-                        # Waits for room in the queue: a catch-up of 100,000 events
-                        # must be paced by the client's reading, not refused.
-                        await self.send_paced(encode(event.to_message()))
+                    # One block per page, paced by the socket: the previous page must
+                    # be taken before the next is written, so a catch-up of 100,000
+                    # events never sits whole in the server's memory.
+                    await self._outlet_flushed()
+                    self._write_block(b"".join(
+                        text_frame(encode(event.to_message()).encode()) for event in page))
                     sent = page[-1].seq
                     self._sent_seq[room.name] = max(self._sent_seq.get(room.name, 0), sent)
-                await self.send_paced(encode(self._recovered(room.name, after + 1, sent, True)))
+                self.send(self._recovered(room.name, after + 1, sent, True))
             else:
                 sent = await room.current_seq()
                 self._sent_seq[room.name] = max(self._sent_seq.get(room.name, 0), sent)
-                await self.send_paced(encode(self._snapshot(room, sent, msg_id)))
-                await self.send_paced(encode(self._recovered(room.name, after + 1, sent, False)))
-        except Exception as exc:
+                self.send(self._snapshot(room, sent, msg_id))
+                self.send(self._recovered(room.name, after + 1, sent, False))
+        except Exception:
             room.members.pop(self, None)
             self.rooms.pop(room.name, None)
             logger.exception("replay of %r failed", room.name)
-            raise ProtocolError(ErrorCode.UNAVAILABLE, f"replay failed ({exc}); retry",
-                                msg_id) from None
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "replay failed; retry", msg_id) from None
         finally:
             del self._held[room.name]
-        for seq, text in held:
+        for seq, frame in held:
             if seq is None or seq > sent:
-                await self.send_paced(text)
+                self.send_frame(frame)
 
     @staticmethod
     def _recovered(room: str, first: int, last: int, complete: bool) -> dict[str, Any]:
@@ -323,9 +327,9 @@ class Session(tornado.websocket.WebSocketHandler):
     # --- sending ---------------------------------------------------------------
 
     def send(self, message: dict[str, Any]) -> None:
-        self.send_text(encode(message))
+        self.send_frame(text_frame(encode(message).encode()))
 
-    def deliver(self, room: str, seq: int | None, text: str) -> None:
+    def deliver(self, room: str, seq: int | None, frame: bytes) -> None:
         """A broadcast for ``room``: sent now, or held back while that room is replayed."""
         if seq is not None:
             if seq <= self._sent_seq.get(room, 0):
@@ -333,84 +337,61 @@ class Session(tornado.websocket.WebSocketHandler):
             self._sent_seq[room] = seq
         held = self._held.get(room)
         if held is None:
-            self.send_text(text)
+            self.send_frame(frame)
         elif len(held) < self.server.queue_limit:
-            held.append((seq, text))
+            held.append((seq, frame))
         else:
             self.close_with(CloseCode.TRY_AGAIN_LATER, "too many events during the replay")
 
-    async def send_paced(self, text: str) -> None:
-        """Queue one message, waiting while the queue is half full (used by the replay).
-
-        Half, not full: live events keep arriving during a catch-up and must
-        still find room, or a client that reads perfectly well would be cut off.
-        """
-        assert self._queue is not None
-        while self._queue.qsize() >= max(1, self.server.queue_limit // 2):
-            if self._closing:
-                raise tornado.websocket.WebSocketClosedError()
-            self._taken.clear()
-            await self._taken.wait()
-        if self._closing:
-            raise tornado.websocket.WebSocketClosedError()
-        self._queue.put_nowait(text)
-
-    def send_text(self, text: str) -> None:
-        """Queue one encoded message; a client too slow to keep up is closed, not buffered."""
-        if self._closing or self._queue is None:
+    def send_frame(self, frame: bytes) -> None:
+        """Write one frame; a client too slow to keep up is closed, not buffered."""
+        if self._closing or self._outlet is None:
             return
         try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
-            logger.warning("closing slow consumer %s", self.session_id)
-            self.close_with(
-                CloseCode.TRY_AGAIN_LATER,
-                f"slow consumer: {self.server.queue_limit} messages waiting",
-            )
+            kept_up = self._outlet.write(frame)
+        except Exception:  # a fault here must cost this session only, never the room
+            logger.exception("closing %s: writing to it failed", self.session_id)
+            self.close_with(CloseCode.INTERNAL_ERROR, "server fault")
+            return
+        if kept_up is False:
+            outlet = self._outlet
+            logger.warning("closing slow consumer %s (%d bytes waiting)",
+                           self.session_id, outlet.buffered)
+            self.close_with(CloseCode.TRY_AGAIN_LATER,
+                            f"slow consumer: over {outlet.max_messages} messages or "
+                            f"{outlet.max_bytes} bytes waiting")
 
-    async def _write_queued(self) -> None:
-        """Hand what is queued to the socket, then wait until it is flushed.
+    def _write_block(self, block: bytes) -> None:
+        """A replay page: written whole, paced by :meth:`_outlet_flushed`, not by the limits."""
+        if self._closing or self._outlet is None:
+            raise tornado.websocket.WebSocketClosedError()
+        if self._outlet.write(block) is None:
+            raise tornado.websocket.WebSocketClosedError()
 
-        Everything waiting goes at once (up to a batch): one message per turn of
-        the loop would fall behind a client that gets two messages (ack and
-        event) per publish, and close it as slow although it reads everything.
-        The wait for the flush is what keeps a reader that stops reading in this
-        bounded queue rather than in Tornado's unbounded write buffer.
-        """
-        assert self._queue is not None
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < WRITE_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._taken.set()
-            writes = []
-            for text in batch:
-                if text is None:
-                    break
-                try:
-                    writes.append(self.write_message(text))
-                except tornado.websocket.WebSocketClosedError:
-                    break
-            # Every write awaited, so that each one's exception is retrieved.
-            errors = [r for r in await asyncio.gather(*writes, return_exceptions=True)
-                      if isinstance(r, BaseException)]
-            if len(writes) < len(batch) or any(
-                    isinstance(e, tornado.websocket.WebSocketClosedError) for e in errors):
-                return
-            if errors:
-                raise errors[0]
+    async def _outlet_flushed(self) -> None:
+        if self._outlet is not None:
+            await self._outlet.flushed()
+        if self._closing:
+            raise tornado.websocket.WebSocketClosedError()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes written to this client that its socket has not taken yet."""
+        return 0 if self._outlet is None or self.ws_connection is None else self._outlet.buffered
 
     def close_with(self, code: int, reason: str) -> None:
         if self._closing:
             return
         self._closing = True
-        if int(code) != CloseCode.GOING_AWAY and self.ws_connection is not None:
+        if (int(code) != CloseCode.GOING_AWAY and self.ws_connection is not None
+                and self._outlet is not None):
             # Said in-band too, just before the close frame: a proxy in between
             # (jupyter-server-proxy does) may not pass the close code on.
             try:
-                self.write_message(encode({"type": "error", "code": "closing",
-                                           "close": int(code), "message": reason}))
-            except tornado.websocket.WebSocketClosedError:
+                self._outlet.write(text_frame(encode({"type": "error", "code": "closing",
+                                                      "close": int(code),
+                                                      "message": reason}).encode()))
+            except Exception:  # the close below still goes out, or the stream is gone
                 pass
         self.close(int(code), reason)
 
@@ -420,9 +401,6 @@ class Session(tornado.websocket.WebSocketHandler):
             self._hello_timer.cancel()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
-        if self._writer is not None:
-            self._writer.cancel()
-        self._taken.set()  # a paced replay waiting for room wakes up and stops
         self.server.sessions.pop(self, None)
         for room in list(self.rooms.values()):
             room.members.pop(self, None)
