@@ -154,3 +154,50 @@ async def test_state_keeps_each_controls_latest_value_past_retention(log):
     assert await log.first_seq("r") > 4, "the set events are past retention"
     assert await log.state("r") == {"mode": "hold", "speed": 3}
     assert await log.state("other") == {}
+
+
+async def test_sqlite_appends_that_arrive_together_share_one_commit(tmp_path):
+    """Group commit: 200 appends at once take far fewer transactions than 200, and
+    each one returns only once its transaction is committed (read back by a second
+    connection to the file, which sees only what is committed)."""
+    import sqlite3
+
+    from wsdemo.stores.sqlite import SQLiteEventLog
+
+    log = SQLiteEventLog(tmp_path / "g.sqlite", synchronous="NORMAL")
+    try:
+        other = sqlite3.connect(tmp_path / "g.sqlite")
+
+        async def append_and_check(n):
+            appended = await log.append("r", f"id{n}", "s", "publish", {"n": n})
+            row = other.execute("SELECT id FROM events WHERE room = 'r' AND seq = ?",
+                                (appended.event.seq,)).fetchone()
+            assert row == (f"id{n}",), "returned before its commit"
+            return appended.event.seq
+
+        seqs = await asyncio.gather(*(append_and_check(n) for n in range(200)))
+        assert sorted(seqs) == list(range(1, 201))
+        assert seqs == list(range(1, 201)), "in the order the appends were made"
+        assert 1 <= log.transactions < 50, log.transactions
+        again = await log.append("r", "id7", "s", "publish", {"n": 7})
+        assert again.duplicate and again.event.seq == 8, "dedupe sees the batch's ids"
+        other.close()
+    finally:
+        await log.close()
+
+
+async def test_sqlite_one_bad_append_in_a_batch_costs_only_itself(tmp_path):
+    from wsdemo.stores.sqlite import SQLiteEventLog
+
+    log = SQLiteEventLog(tmp_path / "b.sqlite", synchronous="NORMAL")
+    try:
+        results = await asyncio.gather(
+            log.append("r", "a", "s", "publish", 1),
+            log.append("r", "b", "s", "publish", float("nan")),  # json refuses it
+            log.append("r", "c", "s", "publish", 3),
+            return_exceptions=True)
+        assert isinstance(results[1], ValueError)
+        assert [r.event.seq for r in (results[0], results[2])] == [1, 2]
+        assert [e.id for e in await log.read_after("r", 0)] == ["a", "c"]
+    finally:
+        await log.close()

@@ -20,6 +20,12 @@ fails if an upgrade of Tornado changes any of it):
   was never retrieved" when the peer goes away);
 * ``len(stream._write_buffer)`` is the number of bytes not yet taken by the
   socket (Tornado's own ``max_write_buffer_size`` check reads the same);
+* ``stream.socket`` is the connection's non-blocking socket. When nothing waits
+  in the stream's buffer, a frame is sent on it directly (``socket.send``), and
+  only what the socket does not take goes through ``IOStream.write``: order is
+  kept (the buffer was empty), and the profile's largest cost — a Future, a
+  memoryview and a write loop per frame per member — is paid only by a client
+  that is behind. TLS streams (``SSLIOStream``) always go through ``write``;
 * ``ws_connection._compressor`` is ``None`` unless permessage-deflate was
   negotiated. A compressed connection needs its own bytes per message, so it
   falls back to ``write_message``.
@@ -34,7 +40,7 @@ import logging
 import struct
 from typing import Any
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 
 __all__ = ["Outlet", "text_frame"]
 
@@ -68,7 +74,7 @@ class Outlet:
     the connection is already gone.
     """
 
-    __slots__ = ("_conn", "_handler", "_stream", "_waiting", "_last", "max_bytes",
+    __slots__ = ("_conn", "_handler", "_stream", "_socket", "_waiting", "_last", "max_bytes",
                  "max_messages")
 
     def __init__(self, handler: Any, *, max_bytes: int, max_messages: int):
@@ -76,6 +82,8 @@ class Outlet:
         self._conn = handler.ws_connection
         compressed = getattr(self._conn, "_compressor", None) is not None
         self._stream = None if compressed else self._conn.stream
+        plain = self._stream is not None and type(self._stream) is IOStream
+        self._socket = self._stream.socket if plain else None
         self._waiting = 0  # messages written since the buffer was last empty
         self._last: Any = None  # the newest write's Future: done when all is flushed
         self.max_bytes = max_bytes
@@ -89,6 +97,20 @@ class Outlet:
 
     def write(self, frame: bytes) -> bool | None:
         stream = self._stream
+        sock = self._socket
+        if sock is not None and not stream._write_buffer:
+            if stream.closed():
+                return None
+            try:
+                sent = sock.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # reset, broken pipe: IOStream.write below sees it and closes
+                sent = 0
+            if sent == len(frame):
+                self._waiting = 0
+                return True
+            frame = frame[sent:]
         try:
             if stream is None:
                 self._last = self._handler.write_message(frame_payload(frame))

@@ -19,6 +19,12 @@ All SQLite calls run on one worker thread, in order: the event loop never
 blocks on a disk sync, and appends commit in the order they were made, so
 events are broadcast in seq order.
 
+Group commit: appends that arrive while the worker is busy are written together,
+in one transaction (each in a savepoint of its own, so one that fails costs only
+itself), and every one of them returns only once that transaction is committed.
+Under load one commit — one WAL write, and with ``FULL`` one fsync — serves many
+events; alone, an append commits at once, as before.
+
 A file that is not a SQLite database, is corrupted, or cannot be written is
 refused when the log is opened (:class:`EventLogError`), never discovered later
 as a silent loss.
@@ -30,6 +36,7 @@ import asyncio
 import concurrent.futures
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -93,6 +100,11 @@ class SQLiteEventLog:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="wsdemo-sqlite")
         self._db: sqlite3.Connection | None = None
+        # Appends waiting for the worker, and whether a drain job is queued or running.
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future, asyncio.AbstractEventLoop]] = []
+        self._draining = False
+        self._pending_lock = threading.Lock()
+        self.transactions = 0  # appends' transactions committed: fewer than appends under load
         # Opening runs on the worker thread too (a connection stays on its thread);
         # waiting here makes a bad file fail now, in the constructor.
         try:
@@ -142,34 +154,63 @@ class SQLiteEventLog:
             raise
         self._db = db
 
-    def _append(self, room: str, id: str, sender: str, kind: str, data: Any) -> Appended:
+    def _drain(self) -> None:
+        """Write every waiting append in one transaction, then settle their futures."""
+        while True:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._draining = False
+                    return
+            results = self._append_batch([args for args, _, _ in batch])
+            for (_, future, loop), result in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_settle, future, result)
+
+    def _append_batch(self, batch: list[tuple[Any, ...]]) -> list[Appended | BaseException]:
         db = self._db
-        assert db is not None, "the event log is closed"
+        if db is None:
+            return [EventLogError("the event log is closed")] * len(batch)
+        results: list[Appended | BaseException] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for args in batch:
+                db.execute("SAVEPOINT one")
+                try:
+                    results.append(self._append(db, *args))
+                    db.execute("RELEASE one")
+                except Exception as exc:  # this append only: the others go on
+                    db.execute("ROLLBACK TO one")
+                    db.execute("RELEASE one")
+                    results.append(exc)
+            db.execute("COMMIT")
+            self.transactions += 1
+        except BaseException as exc:  # nothing of the batch is kept: nothing is acked
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return [exc] * len(batch)
+        return results
+
+    def _append(self, db: sqlite3.Connection, room: str, id: str, sender: str, kind: str,
+                data: Any) -> Appended:
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
         now = self._clock()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT seq FROM ids WHERE room = ? AND id = ?", (room, id)).fetchone()
-            if row is not None:
-                db.execute("COMMIT")
-                return Appended(self._event_or_stub(room, row[0], id), duplicate=True)
-            row = db.execute("SELECT last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
-            seq = (row[0] if row else 0) + 1
-            db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?)", (room, seq))
-            db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (room, seq, id, sender, kind, text, now))
-            db.execute("INSERT INTO ids VALUES (?, ?, ?)", (room, id, seq))
-            if kind == "set" and isinstance(data, dict) and "target" in data:
-                # The control's latest value, in the same transaction: retention
-                # may drop the event, never the state it left.
-                db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
-                           (room, str(data["target"]),
-                            json.dumps(data.get("value"), allow_nan=False), seq))
-            self._retain(db, room, seq, now)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        # Inside the batch's transaction (see _append_batch).
+        row = db.execute("SELECT seq FROM ids WHERE room = ? AND id = ?", (room, id)).fetchone()
+        if row is not None:
+            return Appended(self._event_or_stub(room, row[0], id), duplicate=True)
+        row = db.execute("SELECT last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
+        seq = (row[0] if row else 0) + 1
+        db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?)", (room, seq))
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (room, seq, id, sender, kind, text, now))
+        db.execute("INSERT INTO ids VALUES (?, ?, ?)", (room, id, seq))
+        if kind == "set" and isinstance(data, dict) and "target" in data:
+            # The control's latest value, in the same transaction: retention
+            # may drop the event, never the state it left.
+            db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
+                       (room, str(data["target"]),
+                        json.dumps(data.get("value"), allow_nan=False), seq))
+        self._retain(db, room, seq, now)
         return Appended(Event(room, seq, id, sender, kind, data, now), duplicate=False)
 
     def _retain(self, db: sqlite3.Connection, room: str, seq: int, now: float) -> None:
@@ -237,7 +278,16 @@ class SQLiteEventLog:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def append(self, room: str, id: str, sender: str, kind: str, data: Any) -> Appended:
-        return await self._run(self._append, room, id, sender, kind, data)
+        """Log one event; returns once the transaction holding it is committed."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._pending_lock:
+            self._pending.append(((room, id, sender, kind, data), future, loop))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._executor.submit(self._drain)
+        return await future
 
     async def read_after(self, room: str, seq: int, limit: int | None = None) -> list[Event]:
         return await self._run(self._read_after, room, seq, limit)
@@ -261,3 +311,12 @@ class SQLiteEventLog:
 
     def __repr__(self) -> str:
         return f"<SQLiteEventLog {str(self.path)!r} synchronous={self.synchronous}>"
+
+
+def _settle(future: asyncio.Future, result: Any) -> None:
+    if future.done():  # the caller gave up waiting (cancelled)
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
