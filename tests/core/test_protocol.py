@@ -137,3 +137,25 @@ def test_arbitrary_objects_parse_or_get_an_error(obj):
         assert exc.to_message()["code"] in {c.value for c in ErrorCode}
     else:
         assert msg.type == obj["type"]
+
+
+@pytest.mark.parametrize("text", [
+    '{"type":"publish","room":"r","id":"a","data":"\\ud800"}',        # an escaped surrogate
+    '{"type":"publish","room":"r","id":"a","data":"\ud800"}',  # raw: not from a socket
+    '{"type":"publish","room":"r","id":"a","data":{"\\udc00":1}}',    # in a key
+    '{"type":"publish","room":"r","id":"a","data":1e400}',
+    '{"type":"publish","room":"r","id":"a","data":-1E999}',
+    '{"type":"publish","room":"r","id":"a","data":9007199254740992}',
+    '{"type":"publish","room":"r","id":"a","data":' + "[" * 33 + "]" * 33 + "}",
+])
+def test_what_cannot_be_sent_back_is_refused_at_the_door(text):
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_message(text)
+    assert refused.value.code == ErrorCode.BAD_DATA and refused.value.id == "a"
+
+
+@pytest.mark.parametrize("data", ["9007199254740991", "-9007199254740991", "1.5e300",
+                                  '"caf\\u00e9 \\ud83d\\ude00"', "[" * 31 + "]" * 31])
+def test_the_limits_themselves_are_accepted(data):
+    msg = parse_client_message('{"type":"publish","room":"r","id":"a","data":' + data + "}")
+    assert msg.data is not None

@@ -77,6 +77,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -227,8 +228,13 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         raise ProtocolViolation(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
     # Characters first: a cheap bound before counting the UTF-8 bytes.
     size = len(text)
+    raw_surrogate = False  # only a caller that is not a WebSocket can pass one
     if size <= MAX_MESSAGE_BYTES:
-        size = len(text.encode("utf-8", "surrogatepass"))
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raw_surrogate = True
+            size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(
             CloseCode.MESSAGE_TOO_BIG, f"message over {MAX_MESSAGE_BYTES} bytes"
@@ -245,7 +251,7 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         raise ProtocolViolation(
             CloseCode.INVALID_PAYLOAD, f"a message must be a JSON object, not {_json_kind(obj)}"
         )
-    problem = _unstorable(obj)
+    problem = _unstorable(obj) if raw_surrogate or _may_be_unstorable(text) else None
     if problem is not None:
         raw_id = obj.get("id")
         msg_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_LENGTH and \
@@ -255,6 +261,20 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
 
 
 _TOO_DEEP = f"arrays and objects nested deeper than {MAX_DEPTH}"
+# A number that parses as infinity, or an integer past 2**53, has an exponent or
+# at least 16 digits in a row.
+_RISKY_NUMBER = re.compile(r"[0-9][eE]|[0-9]{16}")
+
+
+def _may_be_unstorable(text: str) -> bool:
+    """False when the text alone shows every value is storable (most messages).
+
+    A lone surrogate can only come from a ``\\u`` escape (the frame's UTF-8 was
+    valid), nesting needs brackets, a risky number has the shape above. So the
+    walk of every value runs only for a message that might need it.
+    """
+    return ("\\u" in text or text.count("[") + text.count("{") > MAX_DEPTH
+            or _RISKY_NUMBER.search(text) is not None)
 
 
 def _unstorable(value: Any) -> str | None:

@@ -35,7 +35,7 @@ import tornado.netutil
 import tornado.web
 
 from ..core.access import OpenAccess
-from ..core.eventlog import Event, MemoryEventLog
+from ..core.eventlog import Appended, Event, MemoryEventLog
 from ..core.protocol import (
     MAX_MESSAGE_BYTES,
     SUBPROTOCOL,
@@ -446,21 +446,23 @@ class ControlServer:
         return await self._accept(the_room, id or self.log.new_id(sender), sender, "publish",
                                   data, None)
 
-    async def _accept(self, room: Room, msg_id: str, sender: str, kind: str, data: Any,
-                      origin: Session | None) -> Event:
-        """Log, apply, acknowledge, broadcast — in that order (an ack means it is kept)."""
+    def _append(self, room: Room, msg_id: str, sender: str, kind: str, data: Any,
+                origin: Session | None) -> Appended | Awaitable[Appended]:
+        """Hand one event to the log: an ``Appended`` now (memory log), or an awaitable."""
         if self.shared_log and origin is None and kind == "set":
             # A change made in our own kernel is already applied: the follower must
             # not apply it again when it comes back from the shared log (it may come
             # back before append returns, so this is noted first).
             room.local_ids.add(msg_id)
-        try:
-            appended = await self.log.append(room.name, msg_id, sender, kind, data)
-        except Exception as exc:
-            logger.exception("event log refused an event for %r", room.name)
-            raise ProtocolError(
-                ErrorCode.UNAVAILABLE, f"the event log could not keep it ({exc}); retry", msg_id
-            ) from None
+        # The memory log appends at once; a shared log must also tell the others.
+        append_now = None if self.shared_log else getattr(self.log, "append_now", None)
+        if append_now is not None:
+            return append_now(room.name, msg_id, sender, kind, data)
+        return self.log.append(room.name, msg_id, sender, kind, data)
+
+    def _accepted(self, room: Room, appended: Appended, kind: str, data: Any,
+                  origin: Session | None) -> Event:
+        """Apply, acknowledge, broadcast an event the log holds — in that order."""
         event = appended.event
         if self.shared_log:
             # The room's follower applies and broadcasts it, in seq order with the
@@ -481,6 +483,20 @@ class ControlServer:
             room.applied_seq = max(room.applied_seq or 0, event.seq)
             self._broadcast(room, event.to_message(), event.seq)
         return event
+
+    async def _accept(self, room: Room, msg_id: str, sender: str, kind: str, data: Any,
+                      origin: Session | None) -> Event:
+        """Log, apply, acknowledge, broadcast — in that order (an ack means it is kept)."""
+        try:
+            appended = self._append(room, msg_id, sender, kind, data, origin)
+            if not isinstance(appended, Appended):
+                appended = await appended
+        except Exception as exc:
+            logger.error("event log refused an event for %r: %s", room.name, exc)
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE, "the event log could not keep it; retry", msg_id
+            ) from None
+        return self._accepted(room, appended, kind, data, origin)
 
     def _broadcast(self, room: Room, message: dict[str, Any], seq: int | None = None) -> None:
         # Encoded and framed once; the same bytes go to every member (server frames

@@ -9,13 +9,15 @@ needs of it is named in :class:`SessionHost`, so this module does not import it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import tornado.websocket
 
 from ..core.access import AccessDenied, Principal
+from ..core.eventlog import Appended
 from ..core.protocol import (
     SUBPROTOCOL,
     CloseCode,
@@ -39,6 +41,14 @@ logger = logging.getLogger("wsdemo.server")
 
 # Events read from the log and written as one block by a catch-up (one page in flight).
 REPLAY_PAGE = 500
+# Appends of one session under way at once; past it the session stops reading.
+MAX_APPENDING = 64
+
+
+def _done(result: Any) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
 
 
 class SessionHost(Protocol):
@@ -63,12 +73,15 @@ class SessionHost(Protocol):
 
     def _new_session_id(self) -> str: ...
 
+    def _append(self, room: Room, msg_id: str, sender: str, kind: str, data: Any,
+                origin: Any) -> Any: ...
+
+    def _accepted(self, room: Room, appended: Any, kind: str, data: Any, origin: Any) -> Any: ...
+
     def _closed(self, session: Any) -> None: ...
 
     def _presence_write(self, op: str, *args: Any) -> None: ...
 
-    async def _accept(self, room: Room, msg_id: str, sender: str, kind: str, data: Any,
-                      origin: Any) -> Any: ...
 
 
 class Session(tornado.websocket.WebSocketHandler):
@@ -88,6 +101,10 @@ class Session(tornado.websocket.WebSocketHandler):
         self._held: dict[str, list[tuple[int | None, bytes]]] = {}
         self._sent_seq: dict[str, int] = {}  # per room: the newest seq sent to this client
         self._outlet: Outlet | None = None
+        # Appends handed to the log, not yet acknowledged: (future, room, kind, data, id).
+        self._appending: collections.deque[tuple[asyncio.Future, Room, str, Any, str]] = \
+            collections.deque()
+        self._idle: asyncio.Future | None = None  # set when _appending empties
         self._hello_timer: asyncio.TimerHandle | None = None
         self._closing = False
 
@@ -120,26 +137,50 @@ class Session(tornado.websocket.WebSocketHandler):
 
     # --- receiving -------------------------------------------------------------
 
-    async def on_message(self, message: str | bytes) -> None:
-        # Tornado awaits this coroutine before it reads the next message, so the
-        # messages of one client are handled strictly in order.
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """Handle one message; what Tornado gets back it awaits before the next one.
+
+        A ``publish`` or ``set`` is checked and handed to the log at once, and the
+        next message is read without waiting for the log: up to ``MAX_APPENDING``
+        appends of one client are under way together (so a SQLite log can commit
+        them in one transaction), and their acks and events go out in the order
+        the messages came. Any other message first waits for those appends, so
+        every reply still follows the order of the requests. With the memory log
+        an append is done at once and no Task or coroutine is made for it.
+        """
         if self._closing:
-            return
+            return None
         msg_id = None
         try:
             msg = parse_client_message(message)
             msg_id = getattr(msg, "id", None)
+            if self.hello is not None and isinstance(msg, (Publish, Set)):
+                return self._submit(msg)
+            return self._handle(msg)
+        except Exception as exc:  # the caller is Tornado: nothing may escape
+            self._failed(exc, msg_id)
+            return None
+
+    async def _handle(self, msg: Any) -> None:
+        try:
+            if self._appending:
+                await self._appends_done()
             await self._dispatch(msg)
-        except AccessDenied as denied:
-            logger.info("refusing %s: %s", self.session_id, denied.reason)
-            self.close_with(denied.close_code, denied.reason)
-        except ProtocolViolation as violation:
-            logger.info("closing %s: %s", self.session_id, violation.reason)
-            self.close_with(violation.close_code, violation.reason)
-        except ProtocolError as error:
-            self.send(error.to_message())
-        except Exception:  # the caller is Tornado: nothing may escape
-            logger.exception("server fault on a message from %s (id %s)", self.session_id, msg_id)
+        except Exception as exc:
+            self._failed(exc, getattr(msg, "id", None))
+
+    def _failed(self, exc: Exception, msg_id: str | None) -> None:
+        if isinstance(exc, AccessDenied):
+            logger.info("refusing %s: %s", self.session_id, exc.reason)
+            self.close_with(exc.close_code, exc.reason)
+        elif isinstance(exc, ProtocolViolation):
+            logger.info("closing %s: %s", self.session_id, exc.reason)
+            self.close_with(exc.close_code, exc.reason)
+        elif isinstance(exc, ProtocolError):
+            self.send(exc.to_message())
+        else:
+            logger.error("server fault on a message from %s (id %s)", self.session_id, msg_id,
+                         exc_info=exc)
             self.close_with(CloseCode.INTERNAL_ERROR, "server fault")
 
     async def _dispatch(self, msg: Any) -> None:
@@ -154,25 +195,69 @@ class Session(tornado.websocket.WebSocketHandler):
             await self._on_join(msg)
         elif isinstance(msg, Leave):
             self._on_leave(msg)
-        elif isinstance(msg, Publish):
-            room = self._joined_room(msg.room, msg.id)
+
+    # --- publish and set: checked, appended, acknowledged in order ----------------
+
+    def _submit(self, msg: Publish | Set) -> Awaitable[None] | None:
+        room = self._joined_room(msg.room, msg.id)
+        if isinstance(msg, Publish):
             self._authorize("publish", room.name)
             if not room.accepts_publish:
                 raise ProtocolError(
                     ErrorCode.READ_ONLY, f"room {room.name!r} takes no publish", msg.id
                 )
-            await self.server._accept(room, msg.id, self.session_id, "publish", msg.data, self)
-        elif isinstance(msg, Set):
-            room = self._joined_room(msg.room, msg.id)
+            kind, data = "publish", msg.data
+        else:
             self._authorize("set", room.name)
             if room.bridge is None:
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_TARGET, f"room {room.name!r} has no controls", msg.id
                 )
-            value = room.bridge.check(msg.target, msg.value, msg.id)
-            await self.server._accept(
-                room, msg.id, self.session_id, "set", {"target": msg.target, "value": value}, self
-            )
+            kind = "set"
+            data = {"target": msg.target, "value": room.bridge.check(msg.target, msg.value,
+                                                                     msg.id)}
+        pending = self.server._append(room, msg.id, self.session_id, kind, data, self)
+        if not isinstance(pending, Appended) or self._appending:
+            future = (asyncio.ensure_future(pending) if not isinstance(pending, Appended)
+                      else _done(pending))
+            self._appending.append((future, room, kind, data, msg.id))
+            future.add_done_callback(self._appended)
+            if len(self._appending) >= MAX_APPENDING:
+                return self._appends_done()  # Tornado waits: the client's TCP window fills
+            return None
+        self.server._accepted(room, pending, kind, data, self)
+        return None
+
+    def _appended(self, _: asyncio.Future) -> None:
+        """Acknowledge and broadcast the appends that are done, oldest first, in order."""
+        queue = self._appending
+        while queue and queue[0][0].done():
+            future, room, kind, data, msg_id = queue.popleft()
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is not None:
+                logger.error("event log refused an event for %r: %s", room.name, error)
+                self.send(ProtocolError(ErrorCode.UNAVAILABLE,
+                                        "the event log could not keep it; retry",
+                                        msg_id).to_message())
+                continue
+            try:
+                self.server._accepted(room, future.result(), kind, data, self)
+            except Exception:
+                logger.exception("seq of %r not acknowledged", room.name)
+                self.close_with(CloseCode.INTERNAL_ERROR, "server fault")
+        if not queue and self._idle is not None:
+            if not self._idle.done():
+                self._idle.set_result(None)
+            self._idle = None
+
+    async def _appends_done(self) -> None:
+        """Wait until every append of this session is acknowledged."""
+        if self._appending:
+            if self._idle is None:
+                self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
 
     async def _on_hello(self, hello: Hello) -> None:
         if self.hello is not None:
