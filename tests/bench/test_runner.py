@@ -165,6 +165,10 @@ def test_the_results_are_json_and_the_table_prints(results):
     table = bench.format_table(results)
     assert "set→event round trip p50" in table
     assert "generator ceiling:" in table
+    # Every goal is listed, met, MISSED or (1,000 clients are not in the tiny run) not run.
+    assert [g["goal"] for g in results["goals"]] == [text for text, _ in bench.GOALS]
+    assert all(g["goal"] in table for g in results["goals"])
+    assert any(g["met"] is None for g in results["goals"]), "the tiny run has no 1,000"
 
 
 def test_command_line_writes_json(tmp_path, capsys):
@@ -209,3 +213,21 @@ def test_without_redis_the_scenario_is_skipped_with_its_reason(monkeypatch):
     fake = type("FakeBench", (), {"skipped": []})()
     bench.scenario_redis(fake)
     assert fake.skipped == [{"scenario": "redis", "reason": why}]
+
+
+def test_goals_are_read_from_the_rows_met_missed_or_not_run():
+    def row(key, wsdemo, tornado, websockets=None):
+        baselines = {"tornado": tornado, "websockets": websockets}
+        return {"key": key, "wsdemo": wsdemo, "baselines": baselines,
+                "ratios": {k: (None if v is None else wsdemo / v) for k, v in baselines.items()}}
+
+    results = {"rows": [row("fanout.100", 300.0, 50.0, 250.0),
+                        row("fanout.1000", 100.0, 50.0, 200.0),
+                        row("latency.p50", 120.0, 100.0)]}
+    by_goal = {g["goal"]: g for g in bench.goals(results)}
+    fanout = next(g for text, g in by_goal.items() if text.startswith("broadcast"))
+    assert fanout["met"] is False, "1,000 clients: 0.5x websockets"
+    latency = next(g for text, g in by_goal.items() if text.startswith("set -> event"))
+    assert latency["met"] is True and latency["measured"] == "1.20×"
+    redis = next(g for text, g in by_goal.items() if "Redis" in text)
+    assert redis["met"] is None, "not measured: not run, not met"
