@@ -59,10 +59,11 @@ class HandshakeFailed(Exception):
 class Tally:
     """Counts shared by many connections: frames received, and those that matched."""
 
-    __slots__ = ("frames", "matched", "on_matched")
+    __slots__ = ("frames", "last", "matched", "on_matched")
 
     def __init__(self, on_matched: Callable[[int], None] | None = None):
         self.frames = 0
+        self.last = 0.0  # time.perf_counter() of the newest chunk with a frame
         self.matched = 0
         self.on_matched = on_matched  # called with the count of matching frames per chunk
 
@@ -168,6 +169,7 @@ class Conn(asyncio.Protocol):
         if frames:
             tally = self.tally
             tally.frames += frames
+            tally.last = time.perf_counter()
             if matched:
                 self.matched += matched
                 tally.matched += matched
@@ -350,16 +352,17 @@ async def wait_quiet(tally: Tally, busy_since: float, limit: float = 60.0) -> tu
     "A while" grows with how long the server has been busy (a tenth of it, from
     0.3 to 2 s): a server that has sent messages for half a minute can pause for
     more than 0.3 s (a collection, a time slice lost to another process) without
-    being done. Returns the time it took, and whether it did get quiet.
+    being done. Returns the time it took — until the last frame arrived, not
+    until the silence was noticed — and whether it did get quiet.
     """
     started = time.perf_counter()
-    seen = -1
+    seen = tally.frames
     while time.perf_counter() - started < limit:
         quiet = max(0.3, min(2.0, (time.perf_counter() - busy_since) / 10))
-        if tally.frames == seen:
-            return time.perf_counter() - started - quiet, True
-        seen = tally.frames
         await asyncio.sleep(quiet)
+        if tally.frames == seen:
+            return max(0.0, tally.last - started), True
+        seen = tally.frames
     return time.perf_counter() - started, False
 
 
