@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
+import pytest
 import websockets
 
+from tests.support.redis import running_redis
 from wsdemo import ControlServer, SQLiteEventLog
 from wsdemo.core.protocol import SUBPROTOCOL
+from wsdemo.stores import open_log
 
 
 async def test_one_clients_publishes_share_commits_and_replies_keep_request_order(tmp_path):
@@ -42,3 +46,44 @@ async def test_one_clients_publishes_share_commits_and_replies_keep_request_orde
         await ws.close()
     finally:
         await srv.stop()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_a_clients_burst_is_stored_in_the_order_it_was_sent(kind, tmp_path, request):
+    """Found by lesson 07: Redis may commit concurrent appends out of order (several
+    connections), so there a client's appends go one at a time; SQLite keeps them
+    in order while they share commits."""
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "sqlite":
+            where = str(tmp_path / "o.sqlite")
+        else:
+            redis = await stack.enter_async_context(
+                running_redis(request.getfixturevalue("redis_server_path"), tmp_path))
+            where = redis.url
+        srv = ControlServer(port=0, log=open_log(where), presence_window=0)
+        srv.add_room("chat")
+        srv.start()
+        stack.push_async_callback(srv.stop)
+        writers = []
+        for w in range(3):
+            # max_queue=None: the others' events are left unread, and a full queue
+            # would stop this client reading the server's close until close_timeout.
+            ws = await websockets.connect(srv.ws_url, subprotocols=[SUBPROTOCOL],
+                                          max_queue=None)
+            await ws.send(json.dumps({"type": "hello", "client": f"w{w}"}))
+            await ws.send(json.dumps({"type": "join", "room": "chat"}))
+            writers.append(ws)
+        for n in range(40):
+            for w, ws in enumerate(writers):
+                await ws.send(json.dumps({"type": "publish", "room": "chat",
+                                          "id": f"w{w}-{n}", "data": n}))
+        for w, ws in enumerate(writers):
+            acks = []
+            while len(acks) < 40:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if msg["type"] == "ack":
+                    acks.append(msg)
+            assert [a["id"] for a in acks] == [f"w{w}-{n}" for n in range(40)]
+            seqs = [a["seq"] for a in acks]
+            assert seqs == sorted(seqs), f"w{w}'s publishes stored out of order: {seqs}"
+            await ws.close()

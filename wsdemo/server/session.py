@@ -101,6 +101,7 @@ class Session(tornado.websocket.WebSocketHandler):
         self._held: dict[str, list[tuple[int | None, bytes]]] = {}
         self._sent_seq: dict[str, int] = {}  # per room: the newest seq sent to this client
         self._outlet: Outlet | None = None
+        self._ordered_log = False
         # Appends handed to the log, not yet acknowledged: (future, room, kind, data, id).
         self._appending: collections.deque[tuple[asyncio.Future, Room, str, Any, str]] = \
             collections.deque()
@@ -121,6 +122,7 @@ class Session(tornado.websocket.WebSocketHandler):
         # algorithm and the peer's delayed ACK hold the second one ~40 ms.
         self.set_nodelay(True)
         self.session_id = self.server._new_session_id()
+        self._ordered_log = bool(getattr(self.server.log, "ordered_appends", False))
         self._outlet = Outlet(self, max_bytes=self.server.max_buffered_bytes,
                               max_messages=self.server.queue_limit)
         self._hello_timer = asyncio.get_running_loop().call_later(
@@ -144,7 +146,9 @@ class Session(tornado.websocket.WebSocketHandler):
         next message is read without waiting for the log: up to ``MAX_APPENDING``
         appends of one client are under way together (so a SQLite log can commit
         them in one transaction), and their acks and events go out in the order
-        the messages came. Any other message first waits for those appends, so
+        the messages came (on a log that keeps the order of concurrent appends,
+        ``ordered_appends``; on any other, one at a time). Any other message first
+        waits for those appends, so
         every reply still follows the order of the requests. With the memory log
         an append is done at once and no Task or coroutine is made for it.
         """
@@ -222,8 +226,11 @@ class Session(tornado.websocket.WebSocketHandler):
                       else _done(pending))
             self._appending.append((future, room, kind, data, msg.id))
             future.add_done_callback(self._appended)
-            if len(self._appending) >= MAX_APPENDING:
-                return self._appends_done()  # Tornado waits: the client's TCP window fills
+            if len(self._appending) >= MAX_APPENDING or not self._ordered_log:
+                # Tornado waits before it reads on: the client's TCP window fills. A log
+                # that may commit concurrent appends out of order (Redis: several
+                # connections) gets one append of this client at a time.
+                return self._appends_done()
             return None
         self.server._accepted(room, pending, kind, data, self)
         return None

@@ -76,6 +76,9 @@ class SQLiteEventLog:
     """Events in one SQLite file: ``SQLiteEventLog(path)``, and ``await close()`` at the end."""
 
     name = "sqlite"
+    # Concurrent appends get their seqs, and return, in the order they were made
+    # (one worker, one queue): a server may hand it a client's appends together.
+    ordered_appends = True
 
     def __init__(
         self,
