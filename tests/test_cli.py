@@ -126,26 +126,121 @@ def test_every_command_has_help(command):
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_course_starts_this_pythons_jupyterlab_without_the_venv_on_path(tmp_path):
-    """The README's `.venv/bin/python -m wsdemo course`, typed without activating the
-    venv: JupyterLab must come from that Python, not from whatever `jupyter` is on
-    PATH (here there is none), and open the index notebook."""
+def test_course_opens_the_learners_copy_and_the_tests_stay_green(tmp_path):
+    """`.venv/bin/python -m wsdemo course`, typed without activating the venv: this
+    Python's JupyterLab (there is no `jupyter` on PATH), rooted at the repository, on
+    the learner's copy of the index. The learner's work saved there (as JupyterLab
+    autosaves it) leaves notebooks/ as it was, and strict nbval on it still passes."""
     import secrets
+    import shutil
+    import tempfile
     import urllib.request
 
     from tests.support.jupyter import JupyterProcess, loopback_args, private_dirs
 
+    stored = (ROOT / "notebooks" / "00-index.ipynb").read_bytes()
+    # Inside the root (JupyterLab opens nothing outside it, nor a hidden folder), in
+    # the git-ignored build/: never the developer's own my-course/.
+    (ROOT / "build").mkdir(exist_ok=True)
+    copy = Path(tempfile.mkdtemp(dir=ROOT / "build", prefix="test-course-"))
     token = secrets.token_hex(8)
     env = {"HOME": str(tmp_path), "PATH": str(tmp_path / "empty"), "LANG": "C.UTF-8",
-           **private_dirs(tmp_path)}
+           "WSDEMO_COURSE_COPY": str(copy), **private_dirs(tmp_path)}
     lab = JupyterProcess([sys.executable, "-m", "wsdemo", "course", *loopback_args(token)],
                          env=env, cwd=ROOT, name="wsdemo course")
     try:
         origin = lab.wait_listening(60)
-        assert lab.lines[0].startswith(f"running: {sys.executable} -m jupyterlab "
-                                       "notebooks/00-index.ipynb"), lab.lines[0]
-        url = f"{origin}/api/contents/00-index.ipynb?content=0&token={token}"
-        with urllib.request.urlopen(url, timeout=30) as reply:
-            assert json.loads(reply.read())["type"] == "notebook", lab.tail()
+        running = next(line for line in lab.lines if line.startswith("running: "))
+        assert running.startswith(f"running: {sys.executable} -m jupyterlab "
+                                  f"--ServerApp.root_dir={ROOT} build/{copy.name}/00-index.ipynb")
+
+        def contents(path, method="GET", body=None):
+            request = urllib.request.Request(
+                f"{origin}/api/contents/{path}", method=method,
+                data=None if body is None else json.dumps(body).encode(),
+                headers={"Content-Type": "application/json",
+                         "Authorization": f"token {token}"})
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return json.loads(reply.read())
+
+        index = contents(f"build/{copy.name}/00-index.ipynb")
+        assert index["type"] == "notebook", lab.tail()
+        assert contents("wsdemo/server/app.py?content=0")["type"] == "file", \
+            "the package is one click away"
+        # The learner ran a cell: new output, saved by JupyterLab into the copy.
+        notebook = index["content"]
+        notebook["cells"][0]["source"] = "My notes on the course.\n"
+        contents(f"build/{copy.name}/00-index.ipynb", "PUT",
+                 {"type": "notebook", "format": "json", "content": notebook})
+        assert "My notes" in (copy / "00-index.ipynb").read_text()
     finally:
         lab.stop(20)
+        shutil.rmtree(copy, ignore_errors=True)
+    assert (ROOT / "notebooks" / "00-index.ipynb").read_bytes() == stored
+    nbval = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
+                            "notebooks/00-index.ipynb"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert nbval.returncode == 0, nbval.stdout[-2000:]
+
+
+def test_course_keeps_the_learners_work_and_reset_starts_over(tmp_path, monkeypatch):
+    from wsdemo import cli
+
+    copy = tmp_path / "my-course"
+    first = cli.learners_copy(copy)
+    assert "00-index.ipynb" in first and (copy / "08-measuring-it.ipynb").exists()
+    (copy / "00-index.ipynb").write_text("the learner's work")
+    assert cli.learners_copy(copy) == [], "a second run copies nothing over the work"
+    assert (copy / "00-index.ipynb").read_text() == "the learner's work"
+    assert "00-index.ipynb" in cli.learners_copy(copy, reset=True)
+    assert (copy / "00-index.ipynb").read_bytes() == \
+        (cli.ROOT / "notebooks" / "00-index.ipynb").read_bytes()
+
+
+@pytest.mark.parametrize("command", [["serve", "--log", "memory", "--port"],
+                                     ["tap", "--to", "127.0.0.1:1", "--listen"]])
+@pytest.mark.parametrize("bad", ["99999", "65536", "-1", "x"])
+async def test_every_command_refuses_a_port_out_of_range(command, bad):
+    code, out, err = await run(*command, bad)
+    assert code == 2, (out, err)
+    assert err.strip().splitlines()[-1].endswith(
+        f"not a port number: {bad!r}" if bad == "x"
+        else f"port {bad} is out of range: 1-65535, or 0 to pick a free one")
+
+
+async def test_a_busy_port_has_one_wording_and_one_exit_code():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        said = []
+        for command in (["serve", "--log", "memory", "--port", port],
+                        ["tap", "--to", "127.0.0.1:1", "--listen", port]):
+            code, _, err = await run(*command)
+            said.append((code, err.strip()))
+    assert said == [(1, f"error: cannot listen on 127.0.0.1:{port}: Address already in use")] * 2
+
+
+async def test_an_unknown_log_scheme_is_refused_with_the_known_ones():
+    code, _, err = await run("serve", "--port", "0", "--log", "bogus://x")
+    assert code == 1
+    assert err.strip() == ("error: unknown event log 'bogus://x': use 'memory', a SQLite file "
+                           "(PATH or sqlite:PATH), or redis://HOST:PORT/DB")
+    out = subprocess.run([*PY, "serve", "--help"], capture_output=True, text=True, timeout=30)
+    assert "memory" in out.stdout and "redis://" in out.stdout and "SQLite" in out.stdout
+
+
+async def test_a_server_that_never_answers_is_reported_as_a_time_out():
+    import socket
+
+    with socket.socket() as silent:  # accepts the TCP connection, never answers the upgrade
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        code, _, err = await run("client", f"127.0.0.1:{port}", "set", "speed", "1",
+                                 "--timeout", "0.5")
+    assert code == 1
+    assert err.strip() == (f"error: cannot connect to ws://127.0.0.1:{port}/ws: no answer "
+                           "in 0.5 s (timed out)")

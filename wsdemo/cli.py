@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,25 @@ from typing import Any
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def port(text: str) -> int:
+    """A port on the command line: 1-65535, or 0 to pick a free one (every command alike)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"port {number} is out of range: 1-65535, or 0 to pick a free one")
+    return number
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """The one wording of "this address is not free", for every command."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # asyncio wraps the errno in a sentence of its own: the errno says it plainly
+    return f"cannot listen on {where}: {os.strerror(exc.errno) if exc.errno else exc}"
 
 
 def _value(text: str) -> Any:
@@ -43,11 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Without --no-demo it exposes a demo room 'controls' (speed, gain, running, mode, "
         "label, colour) and a publish room 'chat'.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
+    serve.add_argument("--port", type=port, default=8765,
+                       help="port (8765; 0 picks a free one)")
     serve.add_argument("--no-demo", action="store_true", help="start with no demo controls")
     serve.add_argument("--log", default="wsdemo.sqlite", metavar="WHERE",
-                       help="event log: a SQLite file (wsdemo.sqlite, survives restarts) "
-                       "or 'memory'")
+                       help="event log: a SQLite file (default wsdemo.sqlite; survives "
+                       "restarts), 'memory' (nothing kept), or redis://HOST:PORT/DB (several "
+                       "servers share rooms, order and presence)")
     serve.add_argument("--presence-ttl", type=float, default=15.0, metavar="SECONDS",
                        help="with a Redis log: seconds without a heartbeat before a "
                        "server's members count as gone (15)")
@@ -83,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tap", help="record and decode a TCP connection (HTTP, then WebSocket frames)",
         description="A TCP proxy that prints every chunk between a client and a server, "
         "decoded: the HTTP upgrade, then the WebSocket frames.")
-    tap.add_argument("--listen", type=int, required=True, metavar="PORT", help="port to listen on")
+    tap.add_argument("--listen", type=port, required=True, metavar="PORT",
+                     help="port to listen on (0 picks a free one)")
     tap.add_argument("--to", required=True, metavar="HOST:PORT", help="where to forward")
     tap.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
 
@@ -101,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     course = commands.add_parser(
         "course", help="open the course in JupyterLab",
-        description="Open JupyterLab on notebooks/00-index.ipynb (adds --allow-root when "
-        "run as root). Extra arguments go to jupyter lab.")
+        description="Open JupyterLab on your own copy of the lessons, my-course/ (made on "
+        "the first run, from notebooks/, which stays as the tests check it), rooted at the "
+        "repository so the package is one click away; adds --allow-root when run as root. "
+        "--reset copies the lessons afresh (your changes to them are lost). Other arguments "
+        "go to jupyter lab.")
     course.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed to jupyter lab")
     return parser
 
@@ -129,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tap":
             from .tap.proxy import main as tap_main
 
-            return asyncio.run(tap_main(args.listen, args.to, args.host))
+            try:
+                return asyncio.run(tap_main(args.listen, args.to, args.host))
+            except OSError as exc:
+                raise RuntimeError(cannot_listen(args.host, args.listen, exc)) from None
         if args.command == "notebooks":
             return _notebooks(args)
         if args.command == "course":
@@ -169,7 +198,10 @@ async def _serve(args: argparse.Namespace) -> int:
     from .server.app import ControlServer
     from .stores import open_log
 
-    log = open_log(args.log)
+    try:
+        log = open_log(args.log)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
     presence = None
     if getattr(log, "shared", False):  # several servers: share who is where, too
         import socket
@@ -188,7 +220,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         server.start()
     except OSError as exc:
-        raise RuntimeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        raise RuntimeError(cannot_listen(args.host, args.port, exc)) from None
     print(f"wsdemo control server on {server.url}  (WebSocket {server.ws_url})", flush=True)
     print(f"rooms: {', '.join(server.rooms) or 'none'}; event log: {args.log}; "
           "Ctrl-C stops it", flush=True)
@@ -252,12 +284,41 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+COPY = ROOT / "my-course"  # the learner's copy of the lessons (git-ignored)
+
+
+def learners_copy(copy: Path = COPY, *, reset: bool = False) -> list[str]:
+    """Make (or complete) the learner's copy of ``notebooks/``; returns what was copied.
+
+    The stored notebooks are what strict nbval checks: JupyterLab autosaves a
+    notebook a learner ran (new ports, new widget ids), so the course opens a
+    copy instead, and the two README commands never fight. A notebook already in
+    the copy is kept (it is the learner's work) unless ``reset``.
+    """
+    copy.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for lesson in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        target = copy / lesson.name
+        if reset or not target.exists():
+            shutil.copyfile(lesson, target)
+            copied.append(lesson.name)
+    return copied
+
+
 def _course(jupyter_args: list[str]) -> int:
-    index = ROOT / "notebooks" / "00-index.ipynb"
+    reset = "--reset" in jupyter_args
+    jupyter_args = [a for a in jupyter_args if a != "--reset"]
+    copy = Path(os.environ.get("WSDEMO_COURSE_COPY", COPY)).resolve()
+    copied = learners_copy(copy, reset=reset)
+    # Rooted where both the lessons and the package show, so a lesson's "see
+    # wsdemo/server/app.py" is one click in the file browser.
+    root = Path(os.path.commonpath([ROOT, copy]))
+    index = (copy / "00-index.ipynb").relative_to(root)
+    print(f"your copy of the lessons: {copy} ({len(copied)} notebook(s) copied now; "
+          "notebooks/ stays as the tests check it; --reset starts over)", flush=True)
     # This Python's JupyterLab, not the first `jupyter` on PATH: the README runs
     # `.venv/bin/python -m wsdemo course` without activating the venv.
-    command = [sys.executable, "-m", "jupyterlab", str(
-        index.relative_to(Path.cwd()) if index.is_relative_to(Path.cwd()) else index)]
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", str(index)]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     command += jupyter_args

@@ -284,8 +284,18 @@ def test_readme_badge_opens_the_index_on_binder():
                          badges[0])
     assert found, badges[0]
     assert found.group(1) == owner_name.group(1)
-    assert unquote(found.group(2)) == "notebooks/00-index.ipynb"
-    assert (ROOT / unquote(found.group(2))).is_file()
+    # The learner's copy that binder/start makes from notebooks/ (test below).
+    assert unquote(found.group(2)) == "my-course/00-index.ipynb"
+    assert (ROOT / "notebooks" / "00-index.ipynb").is_file()
+
+
+def test_start_gives_the_learner_a_copy_of_the_lessons(image, launched):
+    """The badge opens my-course/00-index.ipynb: binder/start made it, from notebooks/."""
+    stored = sorted(p.name for p in (image.repo / "notebooks").glob("*.ipynb"))
+    copied = sorted(p.name for p in (image.repo / "my-course").glob("*.ipynb"))
+    assert copied == stored and "00-index.ipynb" in copied
+    assert (image.repo / "my-course" / "00-index.ipynb").read_bytes() == (
+        image.repo / "notebooks" / "00-index.ipynb").read_bytes()
 
 
 def test_start_gives_the_learner_a_redis(launched):

@@ -121,8 +121,12 @@ class ControlClient:
             raise ConnectError(f"cannot connect to {ws_url}: connection refused "
                                "(is the server running?)") from None
         except TimeoutError:
-            raise ConnectError(f"cannot connect to {ws_url}: no answer in {timeout:g} s") from None
+            raise ConnectError(f"cannot connect to {ws_url}: no answer in {timeout:g} s "
+                               "(timed out)") from None
         except tornado.httpclient.HTTPClientError as exc:
+            if exc.code == 599:  # Tornado's own code for "no response": a time-out
+                raise ConnectError(f"cannot connect to {ws_url}: no answer in {timeout:g} s "
+                                   "(timed out)") from None
             raise ConnectError(f"cannot connect to {ws_url}: the server refused the "
                                f"upgrade with HTTP {exc.code}") from None
         except OSError as exc:

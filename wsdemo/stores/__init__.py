@@ -13,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["open_log"]
+__all__ = ["KINDS", "open_log"]
+
+KINDS = "'memory', a SQLite file (PATH or sqlite:PATH), or redis://HOST:PORT/DB"
 
 
 def open_log(spec: str | Path | None, **options: Any) -> Any:
@@ -23,6 +25,9 @@ def open_log(spec: str | Path | None, **options: Any) -> Any:
 
         return MemoryEventLog(**options)
     text = str(spec)
+    scheme = text.partition("://")[0].lower() if "://" in text else None
+    if scheme is not None and scheme not in ("redis", "rediss", "unix", "sqlite"):
+        raise ValueError(f"unknown event log {text!r}: use {KINDS}")
     if text.startswith(("redis://", "rediss://", "unix://")):
         try:
             from .redis import RedisEventLog  # type: ignore[import-not-found]

@@ -245,7 +245,8 @@ async def main(listen: int, to: str, host: str = "127.0.0.1") -> int:
 
     Each chunk is printed as it arrives, followed by what it completed (an
     HTTP message, a frame, end of stream). Runs until Ctrl-C; returns the exit
-    code (0 after Ctrl-C, 2 for a bad ``--to`` or a port already taken).
+    code (0 after Ctrl-C, 2 for a bad ``--to``); a port that cannot be listened
+    on raises ``OSError``, which the command line reports as every command does.
     """
     out = sys.stdout
     try:
@@ -271,11 +272,7 @@ async def main(listen: int, to: str, host: str = "127.0.0.1") -> int:
 
     tap.on_chunk = show_chunk
     tap.on_message = show_message
-    try:
-        await tap.start()
-    except OSError as exc:
-        print(f"wsdemo tap: cannot listen on {host}:{listen}: {exc}", file=sys.stderr)
-        return 2
+    await tap.start()
     _print_line(out, f"wsdemo tap: {host}:{tap.port} -> {target[0]}:{target[1]} (Ctrl-C stops)")
     try:
         await asyncio.Event().wait()
