@@ -1,4 +1,4 @@
-"""``python -m wsdemo``: serve, client, tap, notebooks, course.
+"""``python -m wsdemo``: serve, client, keys, token, tap, notebooks, course.
 
 Every command has ``--help``. Errors are one line on stderr and a non-zero exit
 status, never a traceback: 1 for a failure at run time (server down, refused),
@@ -75,6 +75,40 @@ def build_parser() -> argparse.ArgumentParser:
                        "server's members count as gone (15)")
     serve.add_argument("--room", action="append", default=[], metavar="NAME",
                        help="add a publish room (repeatable)")
+    secure = serve.add_argument_group(
+        "authentication and origins",
+        "Without --secret-file the server is open: anyone who can connect may act. It "
+        "then listens only on a loopback address unless --open says so on purpose.")
+    secure.add_argument("--secret-file", metavar="PATH", type=Path,
+                        help="HS256 keys (kid:base64url-secret a line, the first signs; see "
+                        "'keys new'): every client must say hello with a token they signed")
+    secure.add_argument("--origin", action="append", default=None, metavar="URL",
+                        help="a page origin allowed to connect, e.g. https://app.example "
+                        "(repeatable; default: the page's own origin, or any loopback one)")
+    secure.add_argument("--open", action="store_true",
+                        help="allow an open server on a non-loopback address (a warning is "
+                        "logged)")
+
+    keys = commands.add_parser("keys", help="make a key file for serve --secret-file",
+                               description="Key files for serve --secret-file and token.")
+    keys_actions = keys.add_subparsers(dest="keys_action", required=True, metavar="ACTION")
+    keys_new = keys_actions.add_parser(
+        "new", help="write a new key file (mode 0600; never overwrites)",
+        description="Write a fresh 32-byte HS256 key as 'kid:base64url-secret', mode 0600.")
+    keys_new.add_argument("path", type=Path)
+    keys_new.add_argument("--kid", default="k1", help="the key id (k1)")
+
+    token = commands.add_parser(
+        "token", help="print a signed token for a user",
+        description="Print a JWT for --sub, signed with the first key of --secret-file. "
+        "Grants: --perm ROOM=ACTION[,ACTION...] (actions: read, publish, set; ROOM * is "
+        "every room), repeatable.")
+    token.add_argument("--secret-file", required=True, type=Path, metavar="PATH")
+    token.add_argument("--sub", required=True, metavar="NAME", help="the user")
+    token.add_argument("--perm", action="append", default=[], metavar="ROOM=ACTIONS",
+                       help="e.g. 'controls=read,set' or '*=read' (repeatable)")
+    token.add_argument("--ttl", type=float, default=900.0, metavar="SECONDS",
+                       help="lifetime in seconds (900)")
 
     client = commands.add_parser(
         "client", help="talk to a control server",
@@ -161,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(cannot_listen(args.host, args.listen, exc)) from None
         if args.command == "notebooks":
             return _notebooks(args)
+        if args.command == "keys":
+            from .auth.keyfile import write_new_key_file
+
+            kid = write_new_key_file(args.path, args.kid)
+            print(f"wrote key {kid!r} to {args.path} (mode 0600): keep it secret")
+            return 0
+        if args.command == "token":
+            return _token(args)
         if args.command == "course":
             return _course(args.jupyter_args)
     except KeyboardInterrupt:
@@ -210,7 +252,24 @@ async def _serve(args: argparse.Namespace) -> int:
 
         presence = RedisPresence(args.log, f"{socket.gethostname()}-{os.getpid()}",
                                  ttl=args.presence_ttl)
-    server = ControlServer(args.host, args.port, log=log, presence=presence)
+    access = None
+    if args.secret_file is not None:
+        from .auth import JWTAccess
+        from .auth.keyfile import read_key_file
+
+        try:
+            access = JWTAccess(read_key_file(args.secret_file))
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
+    elif not _loopback(args.host):
+        if not args.open:
+            raise RuntimeError(
+                f"refusing to serve {args.host} open: anyone who can reach it could act. "
+                "Give --secret-file PATH (make one with 'keys new PATH'), or --open on purpose")
+        logging.getLogger("wsdemo.cli").warning(
+            "OPEN MODE on %s: no authentication, by --open", args.host)
+    server = ControlServer(args.host, args.port, log=log, presence=presence, access=access,
+                           allowed_origins=args.origin)
     if not args.no_demo:
         for name, widget in demo_controls().items():
             server.expose(name, widget)
@@ -228,6 +287,34 @@ async def _serve(args: argparse.Namespace) -> int:
         await _until_signal()
     finally:
         await server.stop()
+    return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .auth import issue_token
+    from .auth.keyfile import read_key_file
+
+    grants: dict[str, list[str]] = {}
+    for perm in args.perm:
+        room, sep, actions = perm.partition("=")
+        if not sep or not room or not actions:
+            raise RuntimeError(f"--perm {perm!r}: write ROOM=ACTION[,ACTION...]")
+        grants.setdefault(room, []).extend(a.strip() for a in actions.split(","))
+    try:
+        print(issue_token(args.sub, grants, keys=read_key_file(args.secret_file), ttl=args.ttl))
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
     return 0
 
 

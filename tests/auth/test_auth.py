@@ -576,3 +576,27 @@ def test_reprs_show_no_secrets(access, keys):
     text = repr(access) + repr(keys) + repr(access._accounts)
     assert keys.secret("k1").hex() not in text and "correct horse" not in text
     assert repr(access) == "<JWTAccess HS256 keys=['k1'] current='k1' leeway=1s users: ada, rita>"
+
+
+@pytest.mark.parametrize("claims", [{"exp": 10**400}, {"exp": -5}, {"sub": "\ud800"},
+                                    {"sub": "a\udfffb"}])
+def test_out_of_range_or_unsendable_claims_are_a_bad_token_not_a_fault(claims):
+    """A validly signed token whose exp cannot be a time, or whose user name could not
+    be sent back in presence, is refused like any bad token (4401), never a 1011."""
+    keys = KeyRing.generate()
+    now = 1_700_000_000
+    payload = {"sub": "ada", "iat": now, "exp": now + 600, "iss": "wsdemo", "aud": "wsdemo.v1",
+               **claims}
+    header = {"alg": "HS256", "typ": "JWT", "kid": "k1"}
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    # Written by hand: PyJWT will not encode some of these, an attacker's tool will.
+    signing = (b64(json.dumps(header).encode()) + "." +
+               b64(json.dumps(payload, ensure_ascii=True).encode()))
+    signature = hmac.new(keys.secret("k1"), signing.encode(), "sha256").digest()
+    token = signing + "." + b64(signature)
+    with pytest.raises(InvalidToken) as refused:
+        JWTAccess(keys).verify(token)
+    assert refused.value.close_code == 4401

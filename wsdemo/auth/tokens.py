@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 import jwt
 
 from ..core.access import ACTIONS, AccessDenied, Principal
-from ..core.protocol import CloseCode
+from ..core.protocol import CloseCode, ProtocolError, check_value
 
 __all__ = [
     "ALGORITHM",
@@ -396,8 +396,12 @@ class JWTAccess:
         user, exp = claims.get("sub"), claims.get("exp")
         if not isinstance(user, str) or not user or len(user) > 64:
             raise InvalidToken("malformed token")
-        if not isinstance(exp, int) or isinstance(exp, bool):
-            raise InvalidToken("malformed token")
+        if not isinstance(exp, int) or isinstance(exp, bool) or not 0 < exp < 2**53:
+            raise InvalidToken("malformed token")  # exp = 10**400 is a bad token, not a fault
+        try:
+            check_value(user)  # the name goes into every member's presence: sendable
+        except ProtocolError:
+            raise InvalidToken("malformed token") from None
         try:
             permissions = normalize_permissions(claims.get("perm", {}))
         except ValueError:
