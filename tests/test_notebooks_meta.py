@@ -124,3 +124,47 @@ def test_index_links_to_every_lesson():
 def test_index_links_resolve():
     dead = sorted(link for link in index_links() if not (NOTEBOOKS / link).exists())
     assert not dead, f"the index links to notebooks that do not exist: {dead}"
+
+
+# --- what a lesson points at must be there ---------------------------------------------------
+
+ROOT = NOTEBOOKS.parent
+REPO_PATH = re.compile(r"\b((?:wsdemo|tests|binder|notebooks)/[\w./-]*\w)")
+# A close code named in prose: "close code 4401", "closed with 1013", "**1001**", …
+CLOSE_CODE = re.compile(r"(?:close code|closes? with|closed with|code|\bwith)\s+[*`]*(\d{4})\b")
+# RFC 6455 §7.4.1 and the IANA registry: the codes a close frame may carry or report.
+RFC_CODES = {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013,
+             1014, 1015}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_file_a_lesson_names_is_in_the_repository(path: Path):
+    missing = sorted({m.group(1).rstrip(".") for cell in read(path).cells
+                      for m in REPO_PATH.finditer(cell.source)
+                      if not (ROOT / m.group(1).rstrip(".")).exists()})
+    assert not missing, f"{path.name} names files the repository lacks: {missing}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_no_lesson_cites_a_document_the_learner_does_not_have(path: Path):
+    cited = [cell.source[max(0, m.start() - 30):m.end() + 10]
+             for cell in read(path).cells if cell.cell_type == "markdown"
+             for m in re.finditer(r"\bDESIGN\b|\bSTYLE\.md\b|\bDEVELOPERS\.md\b", cell.source)]
+    assert not cited, f"{path.name} cites a file outside the repository: {cited}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_close_code_a_lesson_names_exists(path: Path):
+    from wsdemo.core.protocol import CloseCode
+
+    known = RFC_CODES | {int(c) for c in CloseCode}
+    named = {int(m.group(1)) for cell in read(path).cells if cell.cell_type == "markdown"
+             for m in CLOSE_CODE.finditer(cell.source)}
+    unknown = sorted(c for c in named if (1000 <= c <= 1015 or 4000 <= c <= 4999)
+                     and c not in known)
+    assert not unknown, f"{path.name} names close codes nothing defines: {unknown}"
+
+
+def test_the_close_code_rule_can_fail():
+    assert CLOSE_CODE.findall("the server closes with 4999, then closed with **1013**") == [
+        "4999", "1013"]
