@@ -64,32 +64,38 @@ async def test_tornado_gives_the_handler_its_iostream_after_the_upgrade(chat):
     await ws.close()
 
 
-async def test_tornado_counts_what_waits_for_the_socket_and_writes_in_call_order(chat):
-    # A raw reader that never reads: the socket's buffers fill, the rest waits in Tornado.
-    reader, writer = await asyncio.open_connection("127.0.0.1", chat.port)
+async def raw_upgrade(srv):
+    """A raw client that has done the upgrade and then reads only when told to."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
     writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: wsdemo.v1\r\n\r\n")
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    return reader, writer
+
+
+async def test_tornado_counts_what_waits_for_the_socket_and_writes_in_call_order(chat):
+    # A reader that does not read yet: the socket's buffers fill, the rest waits in Tornado.
+    reader, writer = await raw_upgrade(chat)
     session = await _first_session(chat)
     stream = session.ws_connection.stream
     frame = text_frame(b"x" * 60_000)
     for _ in range(200):  # 12 MB: more than loopback socket buffers hold
         stream.write(frame)
     assert len(stream._write_buffer) > 1_000_000
-    # Tornado's own frames go into the same stream, after ours.
+    # Tornado's own frames go into the same stream, after ours, whole.
     session.ws_connection.write_ping(b"p")
-    assert len(stream._write_buffer) > 1_000_000
+    parser, frames = FrameParser(expect_masked=False), []
+    while not frames or frames[-1].opcode != Opcode.PING:
+        frames += parser.parse(await asyncio.wait_for(reader.read(1 << 20), WAIT))
+    assert [f.opcode for f in frames] == [Opcode.TEXT] * 200 + [Opcode.PING]
+    assert all(f.payload == b"x" * 60_000 for f in frames[:-1])
     writer.close()
 
 
 async def test_tornado_marks_a_lost_write_as_retrieved(chat, caplog):
     """Writes still waiting when the peer goes away must not log 'never retrieved'."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", chat.port)
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 b"Sec-WebSocket-Version: 13\r\n\r\n")
-    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    reader, writer = await raw_upgrade(chat)
     session = await _first_session(chat)
     stream = session.ws_connection.stream
     futures = [stream.write(text_frame(b"y" * 60_000)) for _ in range(100)]
