@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import re
-import shutil
 import sys
 import uuid
 
@@ -55,8 +55,10 @@ async def accepting(proc: asyncio.subprocess.Process, port: int) -> None:
 
 @pytest.fixture
 async def jupyter_port(tmp_path):
-    if shutil.which("jupyter") is None:
-        pytest.skip("jupyter is not installed")
+    # This Python's jupyter_server (as it is started below), not a `jupyter` on PATH:
+    # a venv that is not activated has no such command, and the test ran nowhere.
+    if importlib.util.find_spec("jupyter_server") is None:
+        pytest.skip("jupyter_server is not installed")
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_PLATFORM_DIRS="1")
     proc = await asyncio.create_subprocess_exec(
