@@ -165,6 +165,8 @@ def test_the_results_are_json_and_the_table_prints(results):
     table = bench.format_table(results)
     assert "set→event round trip p50" in table
     assert "generator ceiling:" in table
+    assert max(len(line) for line in table.splitlines()) <= 100, "fits a 100-column terminal"
+    assert "How to read it:" in table
     # Every goal is listed, met, MISSED or (1,000 clients are not in the tiny run) not run.
     assert [g["goal"] for g in results["goals"]] == [text for text, _ in bench.GOALS]
     assert all(g["goal"] in table for g in results["goals"])
@@ -231,3 +233,18 @@ def test_goals_are_read_from_the_rows_met_missed_or_not_run():
     assert latency["met"] is True and latency["measured"] == "1.20×"
     redis = next(g for text, g in by_goal.items() if "Redis" in text)
     assert redis["met"] is None, "not measured: not run, not met"
+
+
+def test_the_progress_bar_is_drawn_only_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        bar = bench.Progress(True, stream)
+        bar.begin("fanout", 2)
+        bar.step("1 clients: raw")
+        bar.end()
+        assert bool(stream.getvalue()) is drawn

@@ -89,3 +89,38 @@ async def test_member_who_vanishes_leaves_after_ping_timeout_and_grace(room_serv
     assert seen[-1]["members"] == [{"user": "alice", "connections": 1}]
     writer.close()
     await alice.close()
+
+
+async def test_presence_is_coalesced_within_its_window():
+    """Forty clients joining within one window cost each member a handful of presence
+    messages, not one per join (N joins sent at once would be N*(N+1)/2 in all), and
+    the last one a member gets names everybody."""
+    srv = ControlServer(port=0, presence_window=0.2)
+    srv.add_room("lobby")
+    srv.start()
+    watcher = await ControlClient.connect(srv.ws_url, client="watcher")
+    await watcher.join("lobby")
+    first = await presences(watcher, lambda m: True)
+    assert first[-1]["members"] == [{"user": "watcher", "connections": 1}]
+    clients = []
+    try:
+        clients = await asyncio.gather(*(ControlClient.connect(srv.ws_url, client=f"c{i:02}")
+                                         for i in range(40)))
+        await asyncio.gather(*(c.join("lobby") for c in clients))
+        seen = await presences(watcher, lambda m: len(m["members"]) == 41)
+        assert len(seen) <= 3, [len(m["joined"]) for m in seen]
+        assert sorted(u for m in seen for u in m["joined"]) == [f"c{i:02}" for i in range(40)]
+        # An event flushes what is pending first: presence is never behind the events.
+        await clients[0].leave("lobby")
+        event = await srv.publish("lobby", "after the leave")
+        kinds = []
+        while True:
+            message = await watcher.next_message(timeout=5)
+            kinds.append(message["type"])
+            if message["type"] == "event" and message["seq"] == event.seq:
+                break
+        assert kinds[-2:] == ["presence", "event"], kinds
+    finally:
+        for c in [watcher, *clients]:
+            await c.close()
+        await srv.stop()

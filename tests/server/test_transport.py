@@ -181,7 +181,7 @@ async def test_a_fragmented_client_message_is_answered(chat):
     await ws.close()
 
 
-async def test_the_outlet_reports_a_slow_consumer_and_closes_it_1013_others_unaffected():
+async def test_the_outlet_reports_a_slow_consumer_and_closes_it_1013_others_unaffected(caplog):
     srv = ControlServer(port=0, max_buffered_bytes=256 * 1024, presence_window=0)
     srv.add_room("firehose", publish=False)
     srv.start()
@@ -209,5 +209,10 @@ async def test_the_outlet_reports_a_slow_consumer_and_closes_it_1013_others_unaf
         assert session._closing and isinstance(session._outlet, Outlet)
         assert session.close_code in (None, 1013)
         await fast.close()
+        await slow.close()
+        gc.collect()
+        await asyncio.sleep(0)
+        assert "never retrieved" not in caplog.text, "a closed slow consumer leaves no trace"
+        assert caplog.text.count("closing slow consumer") == 1, "one line in the log"
     finally:
         await srv.stop()

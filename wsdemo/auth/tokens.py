@@ -58,6 +58,9 @@ it in ``hello``. Passwords are kept as scrypt hashes.
 Layering: token logic imports no Tornado (the endpoint's handler is built only
 when a server asks for its routes). PyJWT itself imports ``socket``/``ssl`` for
 its JWKS client, which this module does not use.
+
+Why one file of this length: each rule of verification sits next to the reason it
+exists; key files live in :mod:`wsdemo.auth.keyfile`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ ends the process, so it never outlives the benchmark that started it.
 
 Connections survive between jobs when tagged (``hold`` / ``release``), so
 the orchestrator can read a server's memory while they are held.
+
+Why one file of this length: the load generator is a process of its own and imports
+nothing of wsdemo but the codec; splitting it would only add imports to the process
+being measured.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ more about the machine than about the servers: read the ratios.
 
 ``main(argv)`` is the command line; :func:`run` returns the results as a dict
 (what ``--json`` writes and the lesson plots).
+
+Why one file of this length: the scenarios, the table and the goals share the Bench
+and Row records; the scenarios are the part to move into a folder of their own next.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -264,8 +268,11 @@ class Progress:
     WIDTH = 24
 
     def __init__(self, enabled: bool, stream: TextIO | None = None):
-        self.enabled = enabled
         self.stream = stream or sys.stderr
+        # Drawn only on a terminal: elsewhere (a notebook, a log file, CI) every redraw
+        # would be one more line of output.
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = enabled and callable(isatty) and bool(isatty())
         self.name = ""
         self.steps = 1
         self.step_index = 0
@@ -1013,6 +1020,16 @@ def _times(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
+TABLE_WIDTH = 100
+_UNITS = {"deliveries/s": "del/s", "events/s": "ev/s", "KiB/conn": "KiB/c"}
+
+
+def _short_metric(metric: str) -> str:
+    """The metric as the table prints it, under its scenario's heading."""
+    return (metric.replace("Redis log, ", "").replace("server CPU per ", "CPU per ")
+            .replace("replayed event", "replayed ev."))
+
+
 def format_table(results: dict[str, Any]) -> str:
     """The results as a plain-text table (what ``python -m wsdemo bench`` prints)."""
     meta = results["meta"]
@@ -1021,36 +1038,50 @@ def format_table(results: dict[str, Any]) -> str:
         f"placement: {meta['placement']}",
         f"wsdemo {meta['revision'] or '?'}; python {meta['python']}, tornado {meta['tornado']}, "
         f"websockets {meta['websockets']}; {meta['messages']}",
-        "ratios = wsdemo / baseline; 'raw' = the same job against a raw asyncio server: "
-        "the generator's ceiling (its floor for µs and KiB)",
     ]
     busy = meta["load_before"] > 0.5 * (meta["cpus"] or 1)
     lines.append(f"load average before the run: {meta['load_before']:.2f}"
                  + (" — WARNING: other processes compete for the CPUs; every number is "
                     "noisy, rates most (server CPU per delivery least)" if busy else ""))
     lines.append("")
-    header = ["scenario", "metric", "unit", "wsdemo", "tornado", "websockets",
-              "×tornado", "×websockets", "raw (ceiling)", "gen. ahead"]
-    body = []
+    lines.append("How to read it: each row is one measurement of wsdemo and of the two bare "
+                 "servers;")
+    lines.append("×tor and ×ws are wsdemo's value divided by theirs (for a rate, above 1 is "
+                 "better; for")
+    lines.append("µs, s and KiB, below 1 is); raw is the load generator against a do-nothing "
+                 "server, and")
+    lines.append("'ahead' says the generator outran every server (so it measured them, not "
+                 "itself).")
+    lines.append("")
+    header = ["metric", "unit", "wsdemo", "tornado", "websock.", "×tor", "×ws", "raw",
+              "ahead"]
+    body: list[list[str] | str] = []
+    scenario = None
     for row in results["rows"]:
-        unit = row["unit"]
+        if row["scenario"] != scenario:
+            scenario = row["scenario"]
+            body.append(scenario)
+        unit = _UNITS.get(row["unit"], row["unit"])
         body.append([
-            row["scenario"], row["metric"], unit, _number(row["wsdemo"], unit),
-            *(_number(row["baselines"].get(b), unit) for b in BASELINES),
+            _short_metric(row["metric"]), unit, _number(row["wsdemo"], row["unit"]),
+            *(_number(row["baselines"].get(b), row["unit"]) for b in BASELINES),
             *(_times(row["ratios"].get(b)) for b in BASELINES),
-            _number(row["ceiling"], unit),
+            _number(row["ceiling"], row["unit"]),
             {True: "yes", False: "NO", None: "—"}[row["generator_ahead"]],
         ])
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=False)]
-    right = {3, 4, 5, 6, 7, 8}
+    cells_only = [b for b in body if isinstance(b, list)]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *cells_only, strict=False)]
+    right = {2, 3, 4, 5, 6, 7}
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return " ".join(c.rjust(w) if i in right else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     lines.append(fmt(header))
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(fmt(cells) for cells in body)
+    lines.append(" ".join("-" * w for w in widths))
+    lines.extend(fmt(b) if isinstance(b, list) else f"{b}:" for b in body)
+    lines.append("units: del/s deliveries per second, ev/s events per second, KiB/c KiB per "
+                 "connection")
     notes = [(r["metric"], r["note"]) for r in results["rows"] if r["note"]]
     if notes:
         lines.append("")
@@ -1071,7 +1102,12 @@ def format_table(results: dict[str, Any]) -> str:
     for failed in results["failed"]:
         lines.append(f"FAILED: {failed['scenario']}: {failed['error']}")
     lines.append(f"took {meta['seconds']:.0f} s")
-    return "\n".join(lines)
+    # A 100-column terminal: the table fits; longer sentences wrap, indented.
+    wrapped = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        wrapped += textwrap.wrap(line, TABLE_WIDTH, subsequent_indent=indent) or [""]
+    return "\n".join(wrapped)
 
 
 # --- the command line ---------------------------------------------------------------------------

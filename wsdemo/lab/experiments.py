@@ -36,6 +36,9 @@ sleeping. Every wait is bounded (the target's ``timeout``). Each experiment
 starts fresh servers and stops them, and the connections it opened, at the end.
 
 What a target must offer is in :mod:`wsdemo.lab.targets`.
+
+Why one file of this length: nine experiments of one shape (set up, measure,
+report), a function each.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Every update is the same JSON object ``{"seq": n, "data": "..."}`` with a
 fixed-size ``data``, so bytes on the wire depend only on the exchanges, not on
 the content. :class:`UnsolicitedResponder` shows what happens when a server
 *tries* to speak first over HTTP/1.1.
+
+Why one file of this length: lesson 02's polling, long-polling and WebSocket servers
+and their client, kept together so the lesson compares like with like.
 """
 
 from __future__ import annotations

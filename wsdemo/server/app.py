@@ -14,6 +14,10 @@ page at ``/``. The message rules live in :mod:`wsdemo.core.protocol`; this modul
 the glue that gets them on and off the network, and that never lets an
 exception escape into Tornado (a bad message becomes an ``error`` reply or a
 close code; the other clients keep being served).
+
+Why one file of this length: the server is the one owner of rooms, the log, the
+followers of a shared log and presence across servers; what splits out cleanly
+(session, room, bridge, page, transport) already has.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Thin: parse (:mod:`wsdemo.core.protocol`), dispatch, reply — and never let an
 exception escape into Tornado. Everything shared between sessions (rooms, the
 log, access, presence) belongs to the server, which is passed in; what a session
 needs of it is named in :class:`SessionHost`, so this module does not import it.
+
+Why one file of this length: a session is one object, and receiving, the ordered
+append pipeline, the replay and sending share its state; the bytes themselves are
+written by :mod:`wsdemo.server.transport`.
 """
 
 from __future__ import annotations

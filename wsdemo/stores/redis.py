@@ -85,6 +85,9 @@ resumes after the last seq it yielded — no gap, no repeat. If Redis comes back
 having lost events a follower already yielded (no persistence, or ``everysec``
 after a crash), the follower raises :class:`EventsMissing` instead of waiting
 forever for seqs that were handed out again.
+
+Why one file of this length: the Lua scripts and the Python that calls them must
+change together.
 """
 
 from __future__ import annotations

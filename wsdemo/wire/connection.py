@@ -18,6 +18,9 @@ queued and closes the TCP connection. Misuse of the API raises
 :class:`~wsdemo.wire.errors.LocalProtocolError` at once.
 
 The states and what moves between them are one table, :data:`TRANSITIONS`.
+
+Why one file of this length: it is the whole state machine of a connection, and one
+file owns it (h11's rule), so the table of states is read in one place.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ and the server agrees (§4.2.2)::
 The empty line that ends each head is the protocol boundary: the parsers below
 stop exactly there and hand every byte after it over as ``trailing_data`` — the
 first WebSocket frames (the model is h11's ``trailing_data``).
+
+Why one file of this length: both sides of RFC 6455 §4, the request and the
+response, each parsed and built, so a lesson reads the whole handshake in one place.
 """
 
 from __future__ import annotations
