@@ -4,6 +4,7 @@ binder/ install it from there, and `pip install -e '.[course]'` is all a course 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import tomllib
 from pathlib import Path
 
@@ -35,3 +36,37 @@ def test_the_course_extra_brings_jupyterlab_and_a_safe_proxy():
     assert any(r.startswith("jupyterlab") and 'extra == "course"' in r for r in installed)
     for name in ("tornado", "ipywidgets", "pyjwt"):
         assert any(r.lower().startswith(name) and "extra" not in r for r in installed), name
+
+
+def test_a_fresh_venv_with_the_course_extra_starts_the_course_with_an_empty_path(tmp_path):
+    """What the index notebook says, typed on a fresh machine: pip install -e '.[course]'
+    in a new virtual environment, then python -m wsdemo course, with no PATH at all."""
+    import secrets
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import urllib.request
+
+    from tests.support.jupyter import JupyterProcess, loopback_args, private_dirs
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-e",
+                          f"{ROOT}[course]"], capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    (ROOT / "build").mkdir(exist_ok=True)
+    copy = Path(tempfile.mkdtemp(dir=ROOT / "build", prefix="test-fresh-course-"))
+    token = secrets.token_hex(8)
+    env = {"HOME": str(tmp_path), "PATH": "", "LANG": "C.UTF-8",
+           "WSDEMO_COURSE_COPY": str(copy), **private_dirs(tmp_path)}
+    lab = JupyterProcess([str(venv / "bin" / "python"), "-m", "wsdemo", "course",
+                          *loopback_args(token)], env=env, cwd=ROOT, name="fresh course")
+    try:
+        origin = lab.wait_listening(90)
+        url = f"{origin}/api/contents/build/{copy.name}/00-index.ipynb?content=0&token={token}"
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            assert json.loads(reply.read())["type"] == "notebook", lab.tail()
+    finally:
+        lab.stop(20)
+        shutil.rmtree(copy, ignore_errors=True)

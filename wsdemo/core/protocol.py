@@ -32,7 +32,10 @@ Server → client::
     ack      {id, room, seq, duplicate}             a publish/set is in the log
     event    {room, seq, id, from, kind, data}      kind "publish": data as sent;
                                                     kind "set": data = {target, value}
-    presence {room, members: [{user, connections}]}
+    presence {room, members: [{user, connections}], joined, left}
+                                                    the changes of a short window
+                                                    (presence_window) as one message,
+                                                    always before the room's next event
     error    {id?, code, message}                   a recoverable mistake: the
                                                     connection stays open
 
