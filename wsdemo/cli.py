@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     secure.add_argument("--origin", action="append", default=None, metavar="URL",
                         help="a page origin allowed to connect, e.g. https://app.example "
                         "(repeatable; default: the page's own origin, or any loopback one)")
+    secure.add_argument("--rate", type=float, default=100.0, metavar="PER_SECOND",
+                        help="publish/set a second per connection (100; bursts of twice "
+                        "that); past it 'error rate-limited', then close 4429; 0: no limit")
     secure.add_argument("--open", action="store_true",
                         help="allow an open server on a non-loopback address (a warning is "
                         "logged)")
@@ -268,8 +271,10 @@ async def _serve(args: argparse.Namespace) -> int:
                 "Give --secret-file PATH (make one with 'keys new PATH'), or --open on purpose")
         logging.getLogger("wsdemo.cli").warning(
             "OPEN MODE on %s: no authentication, by --open", args.host)
+    if args.rate < 0:
+        raise RuntimeError("--rate is a number of messages a second, 0 for no limit")
     server = ControlServer(args.host, args.port, log=log, presence=presence, access=access,
-                           allowed_origins=args.origin)
+                           allowed_origins=args.origin, rate_limit=args.rate or None)
     if not args.no_demo:
         for name, widget in demo_controls().items():
             server.expose(name, widget)

@@ -270,3 +270,31 @@ async def fuzz_server():
         yield srv, sender, bystander
     finally:
         await srv.stop()
+
+
+async def test_a_flooding_client_is_rate_limited_then_closed_4429_a_bystander_is_not():
+    srv = ControlServer(port=0, rate_limit=10, rate_burst=5, presence_window=0)
+    srv.add_room(ROOM)
+    srv.start()
+    try:
+        flood = await Peer.open(srv, "flood")
+        bystander = await Peer.open(srv, "bystander")
+        for n in range(20):
+            await flood.publish(f"f{n}", str(n))
+        replies = []
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                msg = json.loads(await _timed(flood.ws.recv()))
+                if msg["type"] in ("ack", "error"):
+                    replies.append(msg)
+        assert [r["type"] for r in replies[:5]] == ["ack"] * 5, "the burst is accepted"
+        refused = [r for r in replies[5:] if r.get("code") == "rate-limited"]
+        assert len(refused) == 4 and all(r["id"].startswith("f") for r in refused)
+        assert flood.ws.close_code == 4429
+        # The bystander got every accepted event and can still publish.
+        for n in range(5):
+            assert (await bystander.until("event", id=f"f{n}"))["seq"] == n + 1
+        await bystander.publish("b", '"still served"')
+        assert (await bystander.answer("b"))["seq"] == 6
+    finally:
+        await srv.stop()

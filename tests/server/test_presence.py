@@ -77,7 +77,8 @@ async def test_member_who_vanishes_leaves_after_ping_timeout_and_grace(room_serv
     reader, writer = await asyncio.open_connection("127.0.0.1", room_server.port)
     writer.write(
         b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: wsdemo.v1\r\n\r\n")
     for text in (json.dumps({"type": "hello", "client": "ghost"}),
                  json.dumps({"type": "join", "room": "lobby"})):
         payload = text.encode()

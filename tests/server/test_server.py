@@ -260,7 +260,8 @@ async def test_slow_consumer_is_closed_with_1013_and_memory_stays_bounded(demo_w
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
         writer.write(
             b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Protocol: wsdemo.v1\r\n\r\n")
         await writer.drain()
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         for text in (json.dumps({"type": "hello"}),
@@ -378,7 +379,8 @@ async def test_cross_site_origin_refused_at_the_upgrade(server):
         async with websockets.connect(server.ws_url, origin="https://evil.example"):
             pass
     assert info.value.response.status_code == 403
-    async with websockets.connect(server.ws_url, origin="http://localhost:9999") as ws:
+    async with websockets.connect(server.ws_url, origin="http://localhost:9999",
+                                  subprotocols=[SUBPROTOCOL]) as ws:
         await ws.send(json.dumps({"type": "hello"}))
         assert json.loads(await ws.recv())["type"] == "welcome"
 
@@ -392,3 +394,31 @@ async def test_waiting_for_one_room_keeps_the_other_rooms_events(server, connect
     assert (await a.next_event("chat"))["data"] == "first", "the chat event was kept"
     with pytest.raises(TimeoutError):
         await a.next_event("chat", timeout=0.2)
+
+
+@pytest.mark.parametrize(("key", "offered", "reason"), [
+    ("c2hvcnQ=", ["wsdemo.v1"], "Sec-WebSocket-Key is not 16 bytes in base64"),  # 5 bytes
+    ("not base64 at all!!", ["wsdemo.v1"], "Sec-WebSocket-Key is not 16 bytes in base64"),
+    ("dGhlIHNhbXBsZSBub25jZQ==", [], "offer the subprotocol wsdemo.v1"),
+    ("dGhlIHNhbXBsZSBub25jZQ==", ["chat"], "offer the subprotocol wsdemo.v1"),
+])
+async def test_a_malformed_upgrade_is_refused_400_with_its_reason(server, key, offered, reason):
+    """Checked by the course's own codec before Tornado upgrades (RFC 6455 §4.2.1)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    protocol = f"Sec-WebSocket-Protocol: {', '.join(offered)}\r\n" if offered else ""
+    writer.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n{protocol}\r\n").encode())
+    answer = (await asyncio.wait_for(reader.read(4096), 5)).decode()
+    writer.close()
+    assert answer.startswith("HTTP/1.1 400 "), answer
+    assert reason in answer
+    assert not server.sessions, "no session was opened"
+
+
+async def test_the_websockets_client_without_the_subprotocol_is_refused(server):
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(server.ws_url):
+            pass
+    assert info.value.response.status_code == 400
+    assert b"wsdemo.v1" in info.value.response.body

@@ -142,6 +142,7 @@ class ErrorCode(enum.StrEnum):
     READ_ONLY = "read-only"  # the room takes no publish/set of this kind
     UNAVAILABLE = "unavailable"  # the log could not take the event: not kept, retry
     BAD_DATA = "bad-data"  # a value that could not be stored and sent back (see "at the door")
+    RATE_LIMITED = "rate-limited"  # more publish/set a second than the server allows
 
 
 class ProtocolError(Exception):

@@ -89,6 +89,8 @@ class ControlServer:
         ping_interval: float = 20.0,
         presence_grace: float = 5.0,
         presence_window: float = 0.05,
+        rate_limit: float | None = None,
+        rate_burst: int | None = None,
         allowed_origins: list[str] | None = None,
         access: Any = None,
         clock: Any = None,
@@ -105,6 +107,11 @@ class ControlServer:
         self.max_buffered_bytes = max_buffered_bytes
         # Presence changes within this many seconds go out as one message per member.
         self.presence_window = presence_window
+        # Publish/set a second per session (None: no limit), and the burst it may send
+        # at once (default: twice the rate); see wsdemo.core.limits.
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst if rate_burst is not None else (
+            None if rate_limit is None else max(1, int(2 * rate_limit)))
         self.presence_grace = presence_grace
         # Shared presence (wsdemo.stores.redis_presence.RedisPresence): members of every server.
         self.presence_store = presence

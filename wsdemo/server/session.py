@@ -22,6 +22,7 @@ import tornado.websocket
 
 from ..core.access import AccessDenied, Principal
 from ..core.eventlog import Appended
+from ..core.limits import TokenBucket
 from ..core.protocol import (
     SUBPROTOCOL,
     CloseCode,
@@ -36,6 +37,8 @@ from ..core.protocol import (
     encode,
     parse_client_message,
 )
+from ..wire.errors import HandshakeError
+from ..wire.handshake import HandshakeRequest, check_request
 from .room import Room
 from .transport import Outlet, text_frame
 
@@ -66,6 +69,8 @@ class SessionHost(Protocol):
     hello_timeout: float
     queue_limit: int
     max_buffered_bytes: int
+    rate_limit: float | None
+    rate_burst: int | None
 
     @property
     def epoch(self) -> str | None: ...
@@ -106,6 +111,7 @@ class Session(tornado.websocket.WebSocketHandler):
         self._sent_seq: dict[str, int] = {}  # per room: the newest seq sent to this client
         self._outlet: Outlet | None = None
         self._ordered_log = False
+        self._bucket: TokenBucket | None = None
         # Appends handed to the log, not yet acknowledged: (future, room, kind, data, id).
         self._appending: collections.deque[tuple[asyncio.Future, Room, str, Any, str]] = \
             collections.deque()
@@ -114,6 +120,43 @@ class Session(tornado.websocket.WebSocketHandler):
         self._closing = False
 
     # --- the upgrade -----------------------------------------------------------
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """The upgrade, checked first by the course's own codec (RFC 6455 §4.2.1).
+
+        Tornado accepts a ``Sec-WebSocket-Key`` that is not 16 bytes of base64, and
+        upgrades a client that offers no subprotocol, or another one, only to speak
+        ``wsdemo.v1`` to it anyway. Both are refused here with 400 and a one-line
+        reason in the body, before any frame (a browser reports 1006).
+        """
+        request = HandshakeRequest(target=self.request.uri or "/",
+                                   headers=tuple(self.request.headers.get_all()),
+                                   method=self.request.method or "GET",
+                                   version=self.request.version)
+        try:
+            check_request(request)
+        except HandshakeError as refused:
+            self._refuse(refused.status or 400, str(refused), refused.headers)
+            return
+        origin = request.origin
+        if origin is not None and not self.check_origin(origin):
+            # Tornado would say the same, after ours: a foreign page is told 403 first,
+            # whatever else its request lacks.
+            self._refuse(403, "cross origin websockets not allowed")
+            return
+        if SUBPROTOCOL not in request.subprotocols:
+            self._refuse(400, f"offer the subprotocol {SUBPROTOCOL} "
+                         "(Sec-WebSocket-Protocol): it is the only one spoken here")
+            return
+        await super().get(*args, **kwargs)
+
+    def _refuse(self, status: int, reason: str, headers: Any = ()) -> None:
+        logger.info("upgrade refused (%d) from %s: %s", status, self.request.remote_ip, reason)
+        self.set_status(status)
+        for name, value in headers or ():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(reason + "\n")
 
     def check_origin(self, origin: str) -> bool:
         return self.server.origin_allowed(origin, self.request.headers.get("Host", ""))
@@ -127,6 +170,9 @@ class Session(tornado.websocket.WebSocketHandler):
         self.set_nodelay(True)
         self.session_id = self.server._new_session_id()
         self._ordered_log = bool(getattr(self.server.log, "ordered_appends", False))
+        rate = self.server.rate_limit
+        self._bucket = None if rate is None else TokenBucket(
+            rate, self.server.rate_burst or 1, asyncio.get_running_loop().time())
         self._outlet = Outlet(self, max_bytes=self.server.max_buffered_bytes,
                               max_messages=self.server.queue_limit)
         self._hello_timer = asyncio.get_running_loop().call_later(
@@ -207,6 +253,14 @@ class Session(tornado.websocket.WebSocketHandler):
     # --- publish and set: checked, appended, acknowledged in order ----------------
 
     def _submit(self, msg: Publish | Set) -> Awaitable[None] | None:
+        bucket = self._bucket
+        if bucket is not None and not bucket.take(asyncio.get_running_loop().time()):
+            if bucket.exhausted:
+                self.close_with(CloseCode.RATE_LIMITED, "rate limit: still too many messages")
+                return None
+            raise ProtocolError(ErrorCode.RATE_LIMITED,
+                                f"more than {bucket.rate:g} publish/set a second; slow down",
+                                msg.id)
         room = self._joined_room(msg.room, msg.id)
         if isinstance(msg, Publish):
             self._authorize("publish", room.name)
