@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token", help="print a signed token for a user",
         description="Print a JWT for --sub, signed with the first key of --secret-file. "
-        "Grants: --perm ROOM=ACTION[,ACTION...] (actions: read, publish, set; ROOM * is "
-        "every room), repeatable.")
+        "Grants: --perm ROOM=ACTION[,ACTION...] (actions: read, publish, set; admin on * "
+        "for /status; ROOM * is every room), repeatable.")
     token.add_argument("--secret-file", required=True, type=Path, metavar="PATH")
     token.add_argument("--sub", required=True, metavar="NAME", help="the user")
     token.add_argument("--perm", action="append", default=[], metavar="ROOM=ACTIONS",

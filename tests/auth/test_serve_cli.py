@@ -120,3 +120,33 @@ def test_a_token_with_a_bad_grant_is_refused_in_one_line(tmp_path):
     cli("keys", "new", str(keys))
     done = cli("token", "--secret-file", str(keys), "--sub", "ada", "--perm", "controls")
     assert done.returncode == 1 and done.stderr.startswith("error: --perm 'controls'")
+
+
+async def test_status_needs_an_admin_token_and_shows_only_readable_rooms(secured):
+    import urllib.error
+    import urllib.request
+
+    url, keys = secured
+    status_url = url.replace("ws://", "http://").removesuffix("/ws") + "/status"
+
+    def fetch(token=None):
+        request = urllib.request.Request(status_url)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, None
+
+    def token(*perms):
+        args = [a for p in perms for a in ("--perm", p)]
+        done = cli("token", "--secret-file", str(keys), "--sub", "ops", *args)
+        return done.stdout.strip()
+
+    assert (await asyncio.to_thread(fetch))[0] == 401
+    assert (await asyncio.to_thread(fetch, "not.a.token"))[0] == 401
+    assert (await asyncio.to_thread(fetch, token("*=read")))[0] == 403, "read is not admin"
+    code, status = await asyncio.to_thread(fetch, token("*=admin", "controls=read"))
+    assert code == 200
+    assert set(status["rooms"]) == {"controls"}, "chat is not the admin's to read"

@@ -29,7 +29,9 @@ __all__ = ["ACTIONS", "AccessDenied", "Access", "OpenAccess", "Principal"]
 
 logger = logging.getLogger("wsdemo.access")
 
-ACTIONS = ("read", "publish", "set")
+# admin: may read the server's /status (granted on "*"; it still lists only the rooms
+# the same principal may read).
+ACTIONS = ("read", "publish", "set", "admin")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import ipaddress
 import itertools
 import logging
 import os
@@ -38,7 +39,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from ..core.access import OpenAccess
+from ..core.access import AccessDenied, OpenAccess, Principal
 from ..core.eventlog import Appended, Event, MemoryEventLog
 from ..core.protocol import (
     MAX_MESSAGE_BYTES,
@@ -67,8 +68,47 @@ class _StatusHandler(tornado.web.RequestHandler):
         self.server = server
 
     def get(self) -> None:
+        """Who is connected where: for loopback in open mode, else for an admin token.
+
+        Sent as ``Authorization: Bearer TOKEN``; the answer lists only the rooms that
+        token may read.
+        """
         self.set_header("Cache-Control", "no-store")
-        self.write(self.server.status())
+        access = self.server.access
+        principal = None
+        if getattr(access, "open", False):
+            if not _is_loopback(self.request.remote_ip):
+                self.send_error(403, reason="status is for loopback in open mode")
+                return
+        else:
+            scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+            try:
+                if scheme.lower() != "bearer" or not token:
+                    raise AccessDenied("no token", CloseCode.BAD_TOKEN)
+                principal = access.authenticate(_Credentials(token.strip()), None)
+            except AccessDenied:
+                self.set_header("WWW-Authenticate", 'Bearer realm="wsdemo"')
+                self.send_error(401, reason="a bearer token is needed")
+                return
+            if not access.authorize(principal, "admin", "*"):
+                self.send_error(403, reason="the token has no admin grant")
+                return
+        self.write(self.server.status(principal))
+
+
+class _Credentials:
+    """What an access hook reads of a hello, for a token sent over plain HTTP."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.client = None
+
+
+def _is_loopback(ip: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(ip or "").is_loopback
+    except ValueError:
+        return False
 
 
 class ControlServer:
@@ -567,13 +607,17 @@ class ControlServer:
     def clients(self) -> list[Session]:
         return list(self.sessions)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, principal: Principal | None = None) -> dict[str, Any]:
+        """Rooms and clients; with ``principal``, only the rooms it may read."""
+        def readable(room: str) -> bool:
+            return principal is None or self.access.authorize(principal, "read", room)
+
         return {
             "name": self.name,
             "running": self.running,
             "log": getattr(self.log, "name", type(self.log).__name__),
-            "rooms": {n: len(r.members) for n, r in self.rooms.items()},
-            "clients": [s.describe() for s in self.sessions],
+            "rooms": {n: len(r.members) for n, r in self.rooms.items() if readable(n)},
+            "clients": [s.describe(readable) for s in self.sessions],
         }
 
     def page(self, height: int = 360) -> Any:

@@ -564,7 +564,7 @@ class Session(tornado.websocket.WebSocketHandler):
             "session %s closed (%s %s)", self.session_id, self.close_code, self.close_reason or ""
         )
 
-    def describe(self) -> str:
-        rooms = ", ".join(self.rooms) or "no room"
+    def describe(self, shown: Callable[[str], bool] = lambda room: True) -> str:
+        rooms = ", ".join(r for r in self.rooms if shown(r)) or "no room"
         who = self.client_name or "?"
         return f"{self.session_id} {who} ({rooms})"
