@@ -11,7 +11,6 @@ throws generated payloads at a live room and checks the same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
@@ -19,7 +18,7 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.redis import running_redis
+from tests.support.logs import log_where
 from wsdemo import ControlServer
 from wsdemo.core.protocol import MAX_DEPTH, MAX_SAFE_INTEGER, SUBPROTOCOL
 from wsdemo.stores import open_log
@@ -44,15 +43,8 @@ HOSTILE_DATA = {
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 async def room_server(request, tmp_path):
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "memory":
-            where = "memory"
-        elif request.param == "sqlite":
-            where = str(tmp_path / "events.sqlite")
-        else:
-            redis = await stack.enter_async_context(
-                running_redis(request.getfixturevalue("redis_server_path"), tmp_path))
-            where = redis.url
+    redis = request.getfixturevalue("redis_server_path") if request.param == "redis" else None
+    async with log_where(request.param, tmp_path, redis) as where:
         srv = ControlServer(port=0, log=open_log(where), presence_window=0)
         srv.add_room(ROOM)
         srv.start()

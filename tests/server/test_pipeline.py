@@ -9,7 +9,7 @@ import json
 import pytest
 import websockets
 
-from tests.support.redis import running_redis
+from tests.support.logs import log_where
 from wsdemo import ControlServer, SQLiteEventLog
 from wsdemo.core.protocol import SUBPROTOCOL
 from wsdemo.stores import open_log
@@ -53,13 +53,9 @@ async def test_a_clients_burst_is_stored_in_the_order_it_was_sent(kind, tmp_path
     """Found by lesson 07: Redis may commit concurrent appends out of order (several
     connections), so there a client's appends go one at a time; SQLite keeps them
     in order while they share commits."""
+    redis = request.getfixturevalue("redis_server_path") if kind == "redis" else None
     async with contextlib.AsyncExitStack() as stack:
-        if kind == "sqlite":
-            where = str(tmp_path / "o.sqlite")
-        else:
-            redis = await stack.enter_async_context(
-                running_redis(request.getfixturevalue("redis_server_path"), tmp_path))
-            where = redis.url
+        where = await stack.enter_async_context(log_where(kind, tmp_path, redis))
         srv = ControlServer(port=0, log=open_log(where), presence_window=0)
         srv.add_room("chat")
         srv.start()

@@ -140,6 +140,10 @@ class ControlServer:
         self.port = port
         self.name = name
         self.log = log if log is not None else MemoryEventLog()
+        # The memory log appends at once (looked up once, not per message); a shared
+        # log must also tell the other servers, so it is always awaited.
+        self._append_now = (None if getattr(self.log, "shared", False)
+                            else getattr(self.log, "append_now", None))
         self.hello_timeout = hello_timeout
         # A session may have this many messages, or bytes, not yet taken by its
         # socket; past either it is a slow consumer and closed with 1013.
@@ -505,10 +509,8 @@ class ControlServer:
             # not apply it again when it comes back from the shared log (it may come
             # back before append returns, so this is noted first).
             room.local_ids.add(msg_id)
-        # The memory log appends at once; a shared log must also tell the others.
-        append_now = None if self.shared_log else getattr(self.log, "append_now", None)
-        if append_now is not None:
-            return append_now(room.name, msg_id, sender, kind, data)
+        if self._append_now is not None:
+            return self._append_now(room.name, msg_id, sender, kind, data)
         return self.log.append(room.name, msg_id, sender, kind, data)
 
     def _accepted(self, room: Room, appended: Appended, kind: str, data: Any,

@@ -119,10 +119,10 @@ class Outlet:
                 self._last = stream.write(frame)
         except StreamClosedError:
             return None
-        except Exception as exc:  # tornado.websocket.WebSocketClosedError, or worse
+        except Exception:  # tornado.websocket.WebSocketClosedError, or worse
             if self._conn is None or self._conn.is_closing():
                 return None
-            raise exc
+            raise
         buffered = self.buffered
         if buffered == 0:
             self._waiting = 0
