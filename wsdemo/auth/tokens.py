@@ -55,8 +55,8 @@ answers ``{"token", "token_type", "expires_in", "user"}`` with
 ``Cache-Control: no-store``. The page keeps the token in a variable and sends
 it in ``hello``. Passwords are kept as scrypt hashes.
 
-Layering: token logic imports no Tornado (the endpoint's handler is built only
-when a server asks for its routes). PyJWT itself imports ``socket``/``ssl`` for
+Layering: token logic imports no Tornado; the endpoint, :mod:`wsdemo.auth.endpoint`,
+is imported only when a server asks for its routes. PyJWT itself imports ``socket``/``ssl`` for
 its JWKS client, which this module does not use.
 
 Why one file of this length: each rule of verification sits next to the reason it
@@ -65,10 +65,8 @@ exists; key files live in :mod:`wsdemo.auth.keyfile`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
-import json
 import logging
 import math
 import re
@@ -77,7 +75,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 
@@ -465,83 +462,11 @@ class JWTAccess:
 
     def http_handlers(self, server: Any) -> list[tuple[str, Any, dict[str, Any]]]:
         """Routes the server adds to its application: ``POST /token``."""
-        return [(r"/token", _token_handler(), {"access": self, "server": server})]
+        from .endpoint import TokenHandler  # Tornado only when a server asks for routes
+
+        return [(r"/token", TokenHandler, {"access": self, "server": server})]
 
     def __repr__(self) -> str:
         users = ", ".join(sorted(self._accounts)) or "none"
         return (f"<JWTAccess {ALGORITHM} keys={self.keys.kids} current={self.keys.current!r} "
                 f"leeway={self.leeway:g}s users: {users}>")
-
-
-# --- the token endpoint (Tornado, built on demand) --------------------------------
-
-MAX_LOGIN_BYTES = 4096
-
-
-@functools.cache
-def _token_handler() -> type:
-    import tornado.web  # only a server needs this: token logic stays free of Tornado
-
-    class TokenHandler(tornado.web.RequestHandler):
-        """``POST /token`` with ``{"user", "password"}`` as JSON → ``{"token", ...}``."""
-
-        def initialize(self, access: JWTAccess, server: Any) -> None:
-            self.access = access
-            self.server = server
-
-        def set_default_headers(self) -> None:
-            # A token must not be kept by a cache or a proxy.
-            self.set_header("Cache-Control", "no-store")
-            self.set_header("Pragma", "no-cache")
-            self.set_header("X-Content-Type-Options", "nosniff")
-
-        def post(self) -> None:
-            if self.request.query:
-                # Refused even when the body is right: a URL with a password or
-                # a token in it has already been written to some log.
-                return self._refuse(400, "send credentials in the body, never in the URL")
-            origin = self.request.headers.get("Origin")
-            host = self.request.headers.get("Host", "")
-            if origin is not None and not _same_origin(origin, host) and not (
-                self.server.origin_allowed(origin, host)
-            ):
-                return self._refuse(403, "origin not allowed")
-            # JSON only: a cross-site form cannot send it without a CORS
-            # preflight, which this server never approves.
-            content_type = self.request.headers.get("Content-Type", "")
-            if content_type.split(";")[0].strip().lower() != "application/json":
-                return self._refuse(415, "send JSON (Content-Type: application/json)")
-            body = self.request.body
-            if len(body) > MAX_LOGIN_BYTES:
-                return self._refuse(413, "request too large")
-            try:
-                login = json.loads(body)
-            except (ValueError, RecursionError):
-                return self._refuse(400, "the body is not JSON")
-            if not isinstance(login, dict) or not all(
-                isinstance(login.get(k), str) and login.get(k) for k in ("user", "password")
-            ):
-                return self._refuse(400, "send {\"user\": ..., \"password\": ...}")
-            answer = self.access.login(login["user"], login["password"])
-            if answer is None:
-                return self._refuse(401, "wrong user or password")
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(json.dumps(answer))
-
-        def _refuse(self, status: int, message: str) -> None:
-            self.set_status(status)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(json.dumps({"error": message}))
-
-        def write_error(self, status_code: int, **kwargs: Any) -> None:
-            # Tornado's own refusals (405 for GET, 500) in the same JSON shape,
-            # and without a traceback even in debug mode.
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.finish(json.dumps({"error": self._reason}))
-
-    return TokenHandler
-
-
-def _same_origin(origin: str, host: str) -> bool:
-    # The rule Tornado applies to WebSocket upgrades: the page came from here.
-    return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
