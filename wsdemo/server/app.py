@@ -111,6 +111,13 @@ def _is_loopback(ip: str | None) -> bool:
         return False
 
 
+class _DeflateSession(Session):
+    """A session that accepts permessage-deflate: Tornado's hook for it is this method."""
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return self.server.compression  # type: ignore[attr-defined]
+
+
 class ControlServer:
     """The wsdemo control server. See the module docstring for the three ways to start it."""
 
@@ -135,6 +142,7 @@ class ControlServer:
         access: Any = None,
         clock: Any = None,
         presence: Any = None,
+        compression: dict[str, Any] | None = None,
     ):
         self.host = host
         self.port = port
@@ -164,6 +172,10 @@ class ControlServer:
         self.allowed_origins = None if allowed_origins is None else set(allowed_origins)
         self.access = access if access is not None else OpenAccess()
         self.clock = clock if clock is not None else time.time
+        # permessage-deflate (RFC 7692): None (the default) declines a client's offer; a
+        # dict (even {}) accepts it, with Tornado's options (compression_level, mem_level).
+        # It costs a zlib state per connection, and a broadcast is compressed per member.
+        self.compression = compression
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[Session, None] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -177,7 +189,8 @@ class ControlServer:
         extra = getattr(self.access, "http_handlers", None)
         self._app = tornado.web.Application(
             [
-                (r"/ws", Session, {"server": self}),
+                (r"/ws", Session if compression is None else _DeflateSession,
+                 {"server": self}),
                 (r"/status", _StatusHandler, {"server": self}),
                 (r"/(?:index\.html)?", PageHandler),
                 *(extra(self) if extra is not None else []),
