@@ -19,6 +19,10 @@ pairs for as long as a keep-alive connection never upgrades.
 
 Each chunk is recorded *before* it is forwarded, so once a client has received
 an answer, everything that led to it is already in the capture.
+
+``Tap(..., delay=0.05)`` holds every chunk 50 ms before forwarding it, in each
+direction: loopback made to behave like a longer path (a round trip gains
+2 × ``delay``), so that what costs round trips shows up against what does not.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class Tap:
     ``port=0`` picks a free port (read :attr:`port` after :meth:`start`).
     ``on_message(message)`` is called for each decoded message and
     ``on_chunk(chunk)`` for each chunk, on the event loop, as they happen.
+    ``delay`` (seconds, default 0) is added to every chunk's trip through the
+    tap, each way, with order and spacing kept; the capture records when a
+    chunk *reached* the tap. The held bytes are buffered without a bound: a
+    tool for lessons and tests, not for bulk traffic.
     """
 
     def __init__(
@@ -57,7 +65,11 @@ class Tap:
         port: int = 0,
         on_message: Callable[[Message], None] | None = None,
         on_chunk: Callable[[Chunk], None] | None = None,
+        delay: float = 0.0,
     ) -> None:
+        if not delay >= 0:
+            raise ValueError(f"delay must be a number of seconds >= 0, got {delay!r}")
+        self.delay = float(delay)
         self.target = parse_target(to) if isinstance(to, str) else (to[0], int(to[1]))
         self.host = host
         self._requested_port = port
@@ -167,19 +179,27 @@ class Tap:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
+        line = _DelayLine(writer, self.delay) if self.delay else None
         try:
             while True:
                 data = await reader.read(_READ_SIZE)
                 if not data:
                     break
                 await self._record(conn, direction, data)
-                writer.write(data)
-                await writer.drain()
+                if line is None:
+                    writer.write(data)
+                    await writer.drain()
+                else:
+                    line.send(data)
+            if line is not None:
+                await line.flush()
         except (ConnectionError, OSError) as exc:
             log.info("tap: connection %d %s: %s", conn, direction.value, exc)
             # one side is gone: so is the conversation
             writer.close()
         finally:
+            if line is not None:
+                line.stop()
             await self._record_eof(conn, direction)
             if not writer.is_closing() and writer.can_write_eof():
                 with contextlib.suppress(OSError):
@@ -214,6 +234,48 @@ class Tap:
             callback(arg)
         except Exception:
             log.exception("tap: callback %r failed", callback)
+
+
+class _DelayLine:
+    """Write each chunk ``delay`` seconds after it was read, in order (``Tap(delay=...)``)."""
+
+    def __init__(self, writer: asyncio.StreamWriter, delay: float) -> None:
+        self._writer = writer
+        self._delay = delay
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._run())
+
+    def send(self, data: bytes) -> None:
+        if self._task.done():
+            self._task.result()  # the write that failed raises here
+            raise ConnectionError("the delayed side of the tap stopped")
+        self._queue.put_nowait((self._loop.time() + self._delay, data))
+
+    async def flush(self) -> None:
+        """Wait until every chunk sent so far has been written (or a write failed)."""
+        joined = asyncio.ensure_future(self._queue.join())
+        try:
+            await asyncio.wait({joined, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            joined.cancel()
+        if self._task.done():
+            self._task.result()
+
+    def stop(self) -> None:
+        if self._task.done():
+            if not self._task.cancelled():
+                self._task.exception()  # already reported by send/flush, or moot
+        else:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            due, data = await self._queue.get()
+            await asyncio.sleep(max(0.0, due - self._loop.time()))
+            self._writer.write(data)
+            await self._writer.drain()
+            self._queue.task_done()
 
 
 async def start_tap(
