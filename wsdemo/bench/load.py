@@ -17,6 +17,15 @@ ends the process, so it never outlives the benchmark that started it.
 Connections survive between jobs when tagged (``hold`` / ``release``), so
 the orchestrator can read a server's memory while they are held.
 
+A job with ``"deflate": true`` offers permessage-deflate (RFC 7692) as a browser
+does (``permessage-deflate; client_max_window_bits``). Where the server accepts,
+each connection inflates the compressed messages it receives (its own zlib
+state, RFC 7692 §7.2.2) to find its markers, and compresses its setup messages
+(hello, join); the measured stream of requests goes uncompressed, with RSV1
+clear, which the extension allows per message (RFC 7692 §6). Every connection
+counts the bytes it reads from its socket, so a job can say how many bytes a
+delivery took on the wire, compressed or not.
+
 Why one file of this length: the load generator is a process of its own and imports
 nothing of wsdemo but the codec; splitting it would only add imports to the process
 being measured.
@@ -30,8 +39,11 @@ import json
 import math
 import os
 import resource
+import socket
+import struct
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -49,11 +61,62 @@ def encode_text(text: str) -> bytes:
     return Frame(Opcode.TEXT, text.encode(), mask=MASK).serialize()
 
 
-def handshake_request(port: int, path: str, subprotocol: str | None) -> bytes:
+# What Chromium and Firefox offer: the extension, and that our window may be made smaller.
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+
+
+def handshake_request(port: int, path: str, subprotocol: str | None,
+                      deflate: bool = False) -> bytes:
     """The opening handshake every connection of a job sends (built once per job)."""
     request = build_request(f"127.0.0.1:{port}", path, key="dGhlIHNhbXBsZSBub25jZQ==",
-                            subprotocols=[subprotocol] if subprotocol else [])
+                            subprotocols=[subprotocol] if subprotocol else [],
+                            extra_headers=[("Sec-WebSocket-Extensions", DEFLATE_OFFER)]
+                            if deflate else [])
     return request.serialize()
+
+
+def response_header(head: bytes, name: str) -> str | None:
+    """One header of a raw HTTP response head (the first of that name), or None."""
+    want = name.lower().encode()
+    for line in head.split(b"\r\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == want:
+            return value.strip().decode("latin-1")
+    return None
+
+
+class Deflate:
+    """The permessage-deflate parameters a server accepted (RFC 7692 §7.1)."""
+
+    __slots__ = ("client_bits", "client_takeover", "server_bits", "server_takeover")
+
+    def __init__(self, params: dict[str, str | None]):
+        self.server_takeover = "server_no_context_takeover" not in params
+        self.client_takeover = "client_no_context_takeover" not in params
+        self.server_bits = int(params.get("server_max_window_bits") or 15)
+        self.client_bits = int(params.get("client_max_window_bits") or 15)
+
+    @classmethod
+    def accepted(cls, header: str | None) -> Deflate | None:
+        """The server's ``Sec-WebSocket-Extensions``: None when it declined (no header).
+
+        Anything but one permessage-deflate with parameters we may accept is an error:
+        the client must then fail the connection (RFC 6455 §4.1, RFC 7692 §5).
+        """
+        if not header:
+            return None
+        names = [e.split(";")[0].strip().lower() for e in header.split(",")]
+        if names != ["permessage-deflate"]:
+            raise HandshakeFailed(f"server chose extensions we did not offer: {header}")
+        params: dict[str, str | None] = {}
+        for part in header.split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            params[key.strip().lower()] = value.strip().strip('"') or None
+        known = {"server_no_context_takeover", "client_no_context_takeover",
+                 "server_max_window_bits", "client_max_window_bits"}
+        if set(params) - known:
+            raise HandshakeFailed(f"unknown permessage-deflate parameter in {header!r}")
+        return cls(params)
 
 
 class HandshakeFailed(Exception):
@@ -61,11 +124,14 @@ class HandshakeFailed(Exception):
 
 
 class Tally:
-    """Counts shared by many connections: frames received, and those that matched."""
+    """Counts shared by many connections: frames received, those that matched, and the
+    bytes read from their sockets once upgraded (frame headers, compressed payloads:
+    what crossed the wire, less TCP/IP's own headers)."""
 
-    __slots__ = ("frames", "last", "matched", "on_matched")
+    __slots__ = ("bytes", "frames", "last", "matched", "on_matched")
 
     def __init__(self, on_matched: Callable[[int], None] | None = None):
+        self.bytes = 0
         self.frames = 0
         self.last = 0.0  # time.perf_counter() of the newest chunk with a frame
         self.matched = 0
@@ -90,6 +156,10 @@ class Conn(asyncio.Protocol):
         self.closed: asyncio.Future[int | None] = loop.create_future()
         self.close_code: int | None = None
         self.matched = 0
+        self.deflate: Deflate | None = None  # set by the 101, if the server accepted it
+        self._inflater: Any = None
+        self._deflater: Any = None
+        self._compressed: bytearray | None = None  # a compressed message not yet whole
         self._rest = b""
         self._head = bytearray()
         self._waiting: tuple[bytes, asyncio.Future[bytes]] | None = None
@@ -114,10 +184,27 @@ class Conn(asyncio.Protocol):
                 self.upgraded.set_exception(HandshakeFailed(head.split(b"\r\n", 1)[0].decode()))
                 self.abort()
                 return
+            try:
+                self._negotiated(response_header(head, "Sec-WebSocket-Extensions"))
+            except HandshakeFailed as exc:
+                self.upgraded.set_exception(exc)
+                self.abort()
+                return
             self.upgraded.set_result(head)
             if not data:
                 return
+        self.tally.bytes += len(data)
         self._cut(self._rest + data if self._rest else data)
+
+    def _negotiated(self, extensions: str | None) -> None:
+        offered = b"permessage-deflate" in self.request
+        deflate = Deflate.accepted(extensions)
+        if deflate is not None and not offered:
+            raise HandshakeFailed("server chose an extension we did not offer")
+        self.deflate = deflate
+        if deflate is not None:
+            self._inflater = zlib.decompressobj(-deflate.server_bits)
+            self._deflater = zlib.compressobj(6, zlib.DEFLATED, -deflate.client_bits)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.upgraded.done():
@@ -161,12 +248,16 @@ class Conn(asyncio.Protocol):
                 self._control(opcode, buf[start:end])
             else:
                 frames += 1
-                if marker is None or buf.find(marker, start, end) >= 0:
+                text, at, to = buf, start, end
+                if buf[i] & 0x40 or self._compressed is not None:  # RSV1: compressed
+                    text = self._inflate(buf[start:end], bool(buf[i] & 0x80))
+                    at, to = 0, len(text)
+                if marker is None or text.find(marker, at, to) >= 0:
                     matched += 1
-                if waiting is not None and buf.find(waiting[0], start, end) >= 0:
+                if waiting is not None and text.find(waiting[0], at, to) >= 0:
                     self._waiting = None
                     if not waiting[1].done():
-                        waiting[1].set_result(buf[start:end])
+                        waiting[1].set_result(text[at:to])
                     waiting = None
             i = end
         self._rest = buf[i:] if i < n else b""
@@ -179,6 +270,34 @@ class Conn(asyncio.Protocol):
                 tally.matched += matched
                 if tally.on_matched is not None:
                     tally.on_matched(matched)
+
+    def _inflate(self, payload: bytes, fin: bool) -> bytes:
+        """A compressed message's text once its last frame is in (RFC 7692 §7.2.2); b""
+        for the frames before it."""
+        if self._inflater is None:
+            raise ConnectionError("RSV1 set, but permessage-deflate was not negotiated")
+        if self._compressed is None:
+            self._compressed = bytearray()
+        self._compressed += payload
+        if not fin:
+            return b""
+        data = bytes(self._compressed) + b"\x00\x00\xff\xff"
+        self._compressed = None
+        text = self._inflater.decompress(data)
+        if self.deflate is not None and not self.deflate.server_takeover:
+            self._inflater = zlib.decompressobj(-self.deflate.server_bits)
+        return text
+
+    def compress(self, frame: bytes) -> bytes:
+        """``frame`` (one masked, unfragmented client frame) compressed, when deflate is on
+        (RFC 7692 §7.2.1): the same message, RSV1 set; else ``frame`` itself."""
+        if self.deflate is None:
+            return frame
+        parsed = Frame.parse(frame)
+        data = self._deflater.compress(parsed.payload) + self._deflater.flush(zlib.Z_SYNC_FLUSH)
+        if not self.deflate.client_takeover:
+            self._deflater = zlib.compressobj(6, zlib.DEFLATED, -self.deflate.client_bits)
+        return Frame(parsed.opcode, data[:-4], rsv1=True, mask=MASK).serialize()
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.PING:
@@ -307,7 +426,8 @@ async def open_conns(job: Job, spec: dict[str, Any], n: int, tally: Tally,
     connections is the measurement, and a server that drops some is a result.
     """
     loop = asyncio.get_running_loop()
-    request = handshake_request(spec["port"], spec.get("path", "/"), spec.get("subprotocol"))
+    request = handshake_request(spec["port"], spec.get("path", "/"), spec.get("subprotocol"),
+                                spec.get("deflate", False))
     setup = [(bytes.fromhex(f), m.encode()) for f, m in spec.get("setup", [])]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     conns: list[Conn] = []
@@ -326,7 +446,7 @@ async def open_conns(job: Job, spec: dict[str, Any], n: int, tally: Tally,
                     checked = True
                     _check_handshake(request, head)
                 for frame, wait_for in setup:
-                    await conn.exchange(frame, wait_for)
+                    await conn.exchange(conn.compress(frame), wait_for)
             except Exception as exc:  # counted: a refused connection is a result
                 if len(errors) < 5:
                     errors.append(f"{type(exc).__name__}: {exc}")
@@ -342,11 +462,18 @@ async def open_conns(job: Job, spec: dict[str, Any], n: int, tally: Tally,
 
 
 def _check_handshake(request: bytes, head: bytes) -> None:
+    """The rest of RFC 6455 §4.1's checks, by the course's codec. The codec knows no
+    extension: the one we offered was checked by :meth:`Deflate.accepted`, and is left
+    out here."""
+    from dataclasses import replace
+
     from ..wire import RequestParser
 
     parsed_request = RequestParser().feed(request)
     response = ResponseParser().feed(head)
     assert parsed_request is not None and response is not None
+    response = replace(response, headers=tuple(
+        (k, v) for k, v in response.headers if k.lower() != "sec-websocket-extensions"))
     check_response(parsed_request, response)
 
 
@@ -446,15 +573,18 @@ async def _measure_rate(job: Job, tally: Tally, seconds: float, warmup: float,
     """
     pid = job.spec.get("server_pid")
     await asyncio.sleep(warmup)
-    c0, t0, cpu0 = tally.matched, time.perf_counter(), cpu_seconds(pid)
+    c0, b0, t0 = tally.matched, tally.bytes, time.perf_counter()
+    cpu0 = cpu_seconds(pid)
     end = t0 + seconds
     while (now := time.perf_counter()) < end:
         await asyncio.sleep(min(0.1, end - now))
         job.progress(now - t0, seconds)
-    c1, t1, cpu1 = tally.matched, time.perf_counter(), cpu_seconds(pid)
+    c1, b1, t1 = tally.matched, tally.bytes, time.perf_counter()
+    cpu1 = cpu_seconds(pid)
     stop()
     return {"rate": (c1 - c0) / (t1 - t0), "count": c1 - c0, "seconds": t1 - t0,
-            "server_cpu": None if pid is None else cpu1 - cpu0, **extra()}
+            "read_bytes": b1 - b0, "server_cpu": None if pid is None else cpu1 - cpu0,
+            **extra()}
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -464,6 +594,37 @@ def cpu_seconds(pid: int | None) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# struct tcp_info (linux/tcp.h): tcpi_bytes_received, a u64 after 104 bytes of older fields
+# and three other u64s (pacing_rate, max_pacing_rate, bytes_acked). Linux 4.1 and later.
+_TCPI_BYTES_RECEIVED = struct.Struct("=Q")
+_TCPI_BYTES_RECEIVED_AT = 128
+
+
+def tcp_bytes_received(conns: list[Conn]) -> int | None:
+    """The kernel's count of TCP payload bytes received on these connections so far
+    (``tcpi_bytes_received`` of ``TCP_INFO``, tcp(7)), or None where there is none.
+
+    The same bytes that :class:`Tally` counts as it reads them, counted by the
+    kernel as they arrive: a check on the count, from outside this program (equal
+    whenever nothing is left unread).
+    """
+    if not conns or not hasattr(socket, "TCP_INFO"):
+        return None
+    total = 0
+    for conn in conns:
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        if sock is None:
+            continue
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        except OSError:
+            continue
+        if len(info) < _TCPI_BYTES_RECEIVED_AT + 8:
+            return None
+        total += _TCPI_BYTES_RECEIVED.unpack_from(info, _TCPI_BYTES_RECEIVED_AT)[0]
+    return total
 
 
 async def job_fanout(job: Job) -> dict[str, Any]:
@@ -511,6 +672,9 @@ async def job_fanout(job: Job) -> dict[str, Any]:
     # Joins can set off messages to every member (presence): let them finish first.
     settle, settled = await wait_quiet(sub_tally, setup_started, spec.get("settle_limit", 60))
     setup_frames = sub_tally.frames
+    # Quiet now, and quiet again after the drain: between the two, what this program read
+    # and what the kernel received must be the same bytes (the check on read_bytes).
+    read_before, kernel_before = sub_tally.bytes, tcp_bytes_received(subs)
     sub_tally.matched = 0
     sub_tally.frames = 0
     sub_tally.on_matched = send_more
@@ -526,6 +690,11 @@ async def job_fanout(job: Job) -> dict[str, Any]:
         while sub_tally.matched < expected and time.perf_counter() < drain_end:
             await asyncio.sleep(0.05)
         closed = [c.close_code for c in subs if not c.open]
+        kernel_after = tcp_bytes_received(subs)
+        result["bytes_checked"] = {
+            "read": sub_tally.bytes - read_before,
+            "kernel": None if kernel_before is None or kernel_after is None
+            else kernel_after - kernel_before}
         result.update({
             "subscribers": len(subs), "failed": len(errors), "errors": [e for e in errors if e],
             "connect_seconds": connected, "settle_seconds": settle,
@@ -534,6 +703,7 @@ async def job_fanout(job: Job) -> dict[str, Any]:
             "missing": max(0, expected - sub_tally.matched),
             "closed": len(closed), "close_codes": sorted({c for c in closed if c}),
             "publisher_closed": None if publisher.open else (publisher.close_code or 1006),
+            "deflate": sum(c.deflate is not None for c in subs),
         })
         return result
     finally:
@@ -587,6 +757,7 @@ async def job_hold(job: Job) -> dict[str, Any]:
     await asyncio.sleep(spec.get("settle", 0.5))  # a server that drops them does it now
     still = [c for c in held if c.open]
     return {"open": len(still), "opened": len(conns), "failed": len(errors),
+            "deflate": sum(c.deflate is not None for c in still),
             "errors": [e for e in errors if e], "seconds": elapsed,
             "rate": len(conns) / elapsed if elapsed > 0 else 0.0}
 

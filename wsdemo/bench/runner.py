@@ -14,6 +14,9 @@ measured in the same run, printed as ratios):
                  10,000 idle connections
 ``publish``      publish → ack throughput with the memory and the SQLite log
 ``catchup``      events/s replayed to a client that missed 100,000
+``deflate``      permessage-deflate off and on, for wsdemo and bare Tornado: bytes
+                 on the wire, server CPU and deliveries/s of a broadcast, and
+                 memory per connection
 ``redis``        fan-out with one and two servers on Redis (when the Redis log
                  and ``redis-server`` exist)
 
@@ -55,7 +58,8 @@ from .load import encode_text
 
 __all__ = ["SCENARIOS", "Settings", "format_table", "main", "percentile", "run"]
 
-SCENARIOS = ("ceiling", "latency", "fanout", "connections", "publish", "catchup", "redis")
+SCENARIOS = ("ceiling", "latency", "fanout", "connections", "publish", "catchup", "deflate",
+             "redis")
 BASELINES = ("tornado", "websockets")
 SERVER_CPU, GENERATOR_CPU = 0, 1
 
@@ -83,6 +87,8 @@ class Settings:
     window: int = 16  # fan-out: messages in flight per subscriber
     echo_window: int = 16  # echo and publish: requests in flight (DESIGN §8 used 64)
     settle_limit: float = 45.0  # fan-out: longest wait for the joins' messages to end
+    deflate_clients: int = 1000  # deflate: members of the broadcast measured
+    deflate_idle: int = 2000  # deflate: connections held for their memory
     progress: bool = True
 
     @classmethod
@@ -90,7 +96,8 @@ class Settings:
         # 300 clients, not 1,000: joining 1,000 clients to one room takes the control
         # server tens of seconds (presence to every member on every join).
         settings = cls(quick=True, clients=(1, 100, 300), idle=(1000,), round_trips=500,
-                       latency_seconds=3.0, seconds=0.5, missed=10_000, settle_limit=20.0)
+                       latency_seconds=3.0, seconds=0.5, missed=10_000, settle_limit=20.0,
+                       deflate_clients=100, deflate_idle=500)
         for key, value in changes.items():
             setattr(settings, key, value)
         return settings
@@ -296,9 +303,7 @@ class Progress:
 
     def draw(self, force: bool = False, end: str = "") -> None:
         now = time.monotonic()
-        # Not a terminal (a notebook, a CI log): every line is kept, so fewer of them.
-        every = 0.2 if getattr(self.stream, "isatty", lambda: False)() else 1.0
-        if not self.enabled or (not force and now - self._drawn < every):
+        if not self.enabled or (not force and now - self._drawn < 0.2):
             return
         self._drawn = now
         done = min(1.0, (max(0, self.step_index) + self.fraction) / self.steps)
@@ -814,6 +819,89 @@ def scenario_catchup(bench: Bench) -> None:
                       {k: cpu.get(k) for k in BASELINES}, cpu.get("raw"), judge=False))
 
 
+def scenario_deflate(bench: Bench) -> None:
+    """permessage-deflate (RFC 7692) off and on, for wsdemo and bare Tornado.
+
+    The client offers it every time, as a browser does; the server decides
+    (``--deflate``: Tornado's ``get_compression_options()`` returns ``{}``).
+    Fresh servers: memory is measured first, while the process has nothing else.
+    """
+    s = bench.settings
+    n, idle = s.deflate_clients, s.deflate_idle
+    setups = [(kind, on) for kind in ("tornado", "wsdemo") for on in (False, True)]
+    fan: dict[tuple[str, bool], dict[str, Any]] = {}
+    mem: dict[tuple[str, bool], float] = {}
+    held: dict[tuple[str, bool], dict[str, Any]] = {}
+    bench.progress.begin("deflate", 2 * len(setups))
+    for kind, on in setups:
+        name = f"{kind}, deflate {'on' if on else 'off'}"
+        server = bench.server(kind, *(["--deflate"] if on else []), label=name)
+        try:
+            if kind == "wsdemo":
+                hold = _wsdemo_target(server.port, (HELLO, '"type":"welcome"'))
+                job = {**_wsdemo_target(server.port, *_joined("bench")), "event": EVENT,
+                       "cycle": False}
+            else:  # one message each way, as the wsdemo client's hello and welcome
+                first = encode_text(PUBLISH.replace("{n}", "0000000"))
+                hold = {"port": server.port, "path": "/echo",
+                        "setup": [[first.hex(), '"type":"publish"']]}
+                job = {"port": server.port, "path": "/broadcast", "cycle": True}
+            bench.progress.step(f"{idle} connections: {name}")
+            bench.job({**hold, "op": "hold", "tag": "warm", "total": 20, "settle": 0.1,
+                       "deflate": True})
+            bench.job({"op": "release", "tag": "warm"})
+            time.sleep(0.3)
+            rss0 = server.rss_kib()
+            result = bench.job({**hold, "op": "hold", "tag": "deflate", "total": idle,
+                                "deflate": True}, timeout=300)
+            mem[kind, on] = (server.rss_kib() - rss0) / max(1, result["open"])
+            held[kind, on] = result
+            bench.job({"op": "release", "tag": "deflate"})
+            bench.progress.step(f"broadcast to {n}: {name}")
+            fan[kind, on] = bench.job(
+                {**job, "op": "fanout", "clients": n, "window": s.window, "template": PUBLISH,
+                 "pool": _fanout_pool(s, n), "seconds": s.seconds,
+                 "settle_limit": s.settle_limit, "server_pid": server.pid, "deflate": True},
+                timeout=s.settle_limit + 120)
+        finally:
+            server.stop()
+    bench.progress.end()
+    bench.details["deflate"] = {f"{k} {'on' if on else 'off'}": {"fanout": fan[k, on],
+                                                                   "hold": held[k, on],
+                                                                   "rss_kib_per_conn": mem[k, on]}
+                                for k, on in setups}
+
+    def per(result: dict[str, Any], what: str) -> float | None:
+        return result[what] / result["count"] if result.get(what) and result["count"] else None
+
+    compared = ("wsdemo", "tornado")
+    metrics = [
+        ("bytes", "bytes per delivery", "B", "lower", lambda k, on: per(fan[k, on], "read_bytes")),
+        ("cpu", "CPU per delivery", "µs", "lower", lambda k, on: _cpu_per(fan[k, on])),
+        ("rate", f"broadcast to {n}", "deliveries/s", "higher", lambda k, on: fan[k, on]["rate"]),
+        ("memory", f"memory per conn. at {idle}", "KiB/conn", "lower", lambda k, on: mem[k, on]),
+    ]
+    for key, metric, unit, better, value in metrics:
+        for on in (False, True):
+            notes = []
+            if on:
+                change = {k: _ratio(value(k, True), value(k, False)) for k in compared}
+                notes.append("on ÷ off: " + ", ".join(f"{k} {_times(v)}"
+                                                      for k, v in change.items()))
+            if key == "bytes" and not on:
+                notes.append("bytes the subscribers read from their sockets / deliveries "
+                             "(frame headers included; the kernel's TCP_INFO count agrees)")
+            wrong = [k for k in compared
+                     if (fan[k, on]["deflate"] > 0) != on or (held[k, on]["deflate"] > 0) != on]
+            if wrong:
+                notes.append(("NOT NEGOTIATED: " if on else "NEGOTIATED ANYWAY: ")
+                             + ", ".join(wrong))
+            bench.add(Row("deflate", f"deflate.{key}.{'on' if on else 'off'}",
+                          f"{metric}, deflate {'on' if on else 'off'}", unit, better,
+                          value("wsdemo", on), {"tornado": value("tornado", on)}, None,
+                          note="; ".join(notes), judge=False))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -910,6 +998,7 @@ RUNNERS: dict[str, Callable[[Bench], None]] = {
     "connections": scenario_connections,
     "publish": scenario_publish,
     "catchup": scenario_catchup,
+    "deflate": scenario_deflate,
     "redis": scenario_redis,
 }
 

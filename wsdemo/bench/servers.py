@@ -1,6 +1,6 @@
 """The servers the benchmark measures, each run in its own process.
 
-``python -m wsdemo.bench.servers KIND [--cpu 0] [--events N] [--log WHERE]``
+``python -m wsdemo.bench.servers KIND [--cpu 0] [--events N] [--log WHERE] [--deflate]``
 starts one server on a free loopback port, prints one JSON line
 ``{"ready": port, "pid": pid}`` and serves until its stdin closes (so it dies
 with the benchmark that started it) or it gets SIGTERM.
@@ -24,6 +24,11 @@ Kinds, each doing the same jobs as plainly as it can:
     holding ``--events`` events of the history room, for a client to catch up on.
 
 The same events (``event_texts``) are what every kind replays, byte for byte.
+
+``--deflate`` (``tornado`` and ``wsdemo`` only) accepts a client's offer of
+permessage-deflate (RFC 7692) with Tornado's defaults; without it every kind
+declines the offer, as Tornado does unless a handler's
+``get_compression_options()`` returns a dict.
 """
 
 from __future__ import annotations
@@ -203,12 +208,17 @@ async def start_tornado(args: argparse.Namespace) -> Callable[[], Awaitable[None
     clients: set[tornado.websocket.WebSocketHandler] = set()
     events = event_texts(args.events)
     end = recovered_text(args.events)
+    compression = {} if args.deflate else None
 
-    class Echo(tornado.websocket.WebSocketHandler):
+    class Handler(tornado.websocket.WebSocketHandler):
+        def get_compression_options(self) -> dict[str, Any] | None:
+            return compression  # Tornado's switch: None declines permessage-deflate
+
+    class Echo(Handler):
         def on_message(self, message: str | bytes) -> None:
             self.write_message(message, binary=isinstance(message, bytes))
 
-    class Broadcast(tornado.websocket.WebSocketHandler):
+    class Broadcast(Handler):
         def open(self) -> None:
             clients.add(self)
 
@@ -223,7 +233,7 @@ async def start_tornado(args: argparse.Namespace) -> Callable[[], Awaitable[None
         def on_close(self) -> None:
             clients.discard(self)
 
-    class Replay(tornado.websocket.WebSocketHandler):
+    class Replay(Handler):
         started = False
 
         async def on_message(self, message: str | bytes) -> None:
@@ -239,7 +249,7 @@ async def start_tornado(args: argparse.Namespace) -> Callable[[], Awaitable[None
             except tornado.websocket.WebSocketClosedError:
                 return
 
-    class Idle(tornado.websocket.WebSocketHandler):
+    class Idle(Handler):
         pass
 
     app = tornado.web.Application(
@@ -361,7 +371,8 @@ async def start_wsdemo(args: argparse.Namespace) -> Callable[[], Awaitable[None]
     from ..server.app import ControlServer
 
     log = await open_bench_log(args.log, args.events, args.sync)
-    server = ControlServer("127.0.0.1", 0, log=log, ping_interval=20.0)
+    server = ControlServer("127.0.0.1", 0, log=log, ping_interval=20.0,
+                           compression={} if args.deflate else None)
     server.add_room(BENCH_ROOM)
     server.add_room(HISTORY_ROOM)
     server.expose("speed", widgets.IntSlider(value=5, min=0, max=10, step=1), room="controls")
@@ -420,7 +431,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="wsdemo's event log: memory, sqlite:PATH or redis://...")
     parser.add_argument("--sync", default="FULL", choices=["FULL", "NORMAL"],
                         help="SQLite synchronous mode (FULL, the default of the log)")
+    parser.add_argument("--deflate", action="store_true",
+                        help="accept permessage-deflate (tornado and wsdemo only)")
     args = parser.parse_args(argv)
+    if args.deflate and args.kind not in ("tornado", "wsdemo"):
+        parser.error(f"--deflate is for tornado and wsdemo, not {args.kind}")
     pin_to_cpu(args.cpu)
     raise_fd_limit()
     asyncio.run(serve(args))
