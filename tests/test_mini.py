@@ -14,6 +14,7 @@ import tornado.websocket
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.asyncio.server import serve as websockets_serve
 
+from tests.wire import autobahn
 from wsdemo import mini
 from wsdemo.wire import (
     Frame,
@@ -401,3 +402,58 @@ async def test_chromium_websocket_talks_to_the_mini_server(browser) -> None:  # 
     [request] = requests
     assert request.header("Sec-WebSocket-Version") == "13"
     assert "Mozilla" in (request.header("User-Agent") or "")
+
+
+# ---------------------------------------------------------------- Autobahn's strict cases
+
+
+def _chops_sent(case: autobahn.Case) -> tuple[bytes, ...]:
+    # Whatever follows the failing chop never needs to be sent: the frame it
+    # would complete must already have been refused (fail fast).
+    return case.chops[: case.fails_at + 1]
+
+
+@pytest.mark.parametrize("case", autobahn.cases(MASK), ids=lambda case: case.name.split()[0])
+async def test_mini_server_is_strict_on_autobahn_cases(
+    echo_server: mini.MiniServer, case: autobahn.Case
+) -> None:
+    reader, writer, _, trailing = await raw_upgrade(echo_server.port)
+    for chop in _chops_sent(case):
+        writer.write(chop)
+        await asyncio.wait_for(writer.drain(), T)
+    frames = await frames_until_eof(reader, trailing)
+    writer.close()
+    # the echo of every message complete before the error, then the Close; no Pong
+    assert [(f.opcode, f.payload) for f in frames[:-1]] == [
+        (Opcode.TEXT, m.encode()) for m in case.echoed]
+    assert frames[-1].opcode == Opcode.CLOSE
+    assert parse_close(frames[-1].payload)[0] == case.code
+
+
+@pytest.mark.parametrize("case", autobahn.cases(None), ids=lambda case: case.name.split()[0])
+async def test_mini_client_is_strict_on_autobahn_cases(case: autobahn.Case) -> None:
+    server, received = await crafted_server(b"".join(_chops_sent(case)))
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        client = await mini.connect(f"ws://127.0.0.1:{port}/")
+        echoed = [message async for message in client]
+        for message in echoed:  # a strict client delivered them; an echo app answers
+            assert isinstance(message, str)
+        assert echoed == list(case.echoed)
+        assert client.close_code == case.code
+        upstream = FrameParser(expect_masked=True).parse(await asyncio.wait_for(received, T))
+        assert upstream[-1].opcode == Opcode.CLOSE
+        assert parse_close(upstream[-1].payload)[0] == case.code
+
+
+async def test_mini_client_echo_app_answers_before_the_failure() -> None:
+    [case] = [c for c in autobahn.cases(None) if c.name.startswith("3.2")]
+    server, received = await crafted_server(case.chops[0])
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        client = await mini.connect(f"ws://127.0.0.1:{port}/")
+        await asyncio.wait_for(mini.echo(client), T)
+        upstream = FrameParser(expect_masked=True).parse(await asyncio.wait_for(received, T))
+        assert [(f.opcode, f.payload) for f in upstream] == [
+            (Opcode.TEXT, autobahn.HELLO), (Opcode.CLOSE, upstream[-1].payload)]
+        assert parse_close(upstream[-1].payload)[0] == 1002

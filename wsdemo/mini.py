@@ -18,6 +18,11 @@ Use::
     await client.close()
     await server.aclose()
 
+A protocol error that arrives behind complete messages does not swallow them:
+the application gets those messages and may answer them (until it asks for the
+next message, at most ``CLOSE_TIMEOUT``), then the connection fails with the
+error's code — the order Autobahn's strict cases (3.2, 4.1.3, 5.15) require.
+
 It is a teaching server: no TLS (``ws://`` only), no extensions, and unread
 messages wait in an unbounded queue — ``wsdemo.server`` (Tornado) is the real one.
 """
@@ -75,8 +80,14 @@ class MiniConnection:
         self._writer = writer
         self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self._closed = asyncio.Event()
-        # Frames may arrive in the same TCP segment as the handshake.
-        self._dispatch([*early_events, *protocol.events_received()])
+        # set when the application has taken every queued message and asks for more
+        self._caught_up = asyncio.Event()
+        # Frames may arrive in the same TCP segment as the handshake. If the
+        # caller already fetched them and a failure waits behind them, asking
+        # for events again now would fail before the application saw them.
+        self._dispatch(early_events)
+        if not (early_events and protocol.failure_pending):
+            self._dispatch(protocol.events_received())
         self._reading = asyncio.create_task(self._read_loop())
 
     @property
@@ -100,6 +111,7 @@ class MiniConnection:
     def _dispatch(self, events: Sequence[Event]) -> None:
         for event in events:
             if isinstance(event, (TextMessage, BinaryMessage)):
+                self._caught_up.clear()
                 self._messages.put_nowait(event.data)
             elif isinstance(event, ConnectionFailed):
                 log.info("connection failed: %s", event.error)
@@ -114,9 +126,21 @@ class MiniConnection:
             except OSError:
                 pass  # the peer is gone: the next read sees EOF
 
+    async def _fail_when_caught_up(self) -> None:
+        """A failure waits behind delivered messages: let the application take
+        (and answer) them, then let the codec fail the connection."""
+        if self.protocol.failure_pending:
+            try:
+                await asyncio.wait_for(self._caught_up.wait(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                pass  # an application that does not read does not hold the failure
+            self._dispatch(self.protocol.events_received())
+            await self._flush()
+
     async def _read_loop(self) -> None:
         try:
             await self._flush()
+            await self._fail_when_caught_up()
             while self.protocol.state is not State.CLOSED:
                 try:
                     data = await self._reader.read(65536)
@@ -128,6 +152,7 @@ class MiniConnection:
                     self.protocol.receive_eof()
                 self._dispatch(self.protocol.events_received())
                 await self._flush()
+                await self._fail_when_caught_up()
             if self.protocol.role is Role.CLIENT and self.protocol.failure is None:
                 # §7.1.1: the server closes TCP first, so its port is not left in
                 # TIME_WAIT; the client waits (boundedly) for that EOF.
@@ -168,6 +193,8 @@ class MiniConnection:
 
         Raises :class:`ConnectionClosed` once the connection is closed.
         """
+        if self._messages.empty():
+            self._caught_up.set()
         message = await self._messages.get()
         if message is None:
             self._messages.put_nowait(None)  # every later recv() raises too
@@ -182,7 +209,11 @@ class MiniConnection:
             return
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Run the closing handshake (§7.1.2), waiting at most ``CLOSE_TIMEOUT``."""
+        """Run the closing handshake (§7.1.2), waiting at most ``CLOSE_TIMEOUT``.
+
+        If a protocol failure is pending, its code is sent instead of ``code``.
+        """
+        self._caught_up.set()
         try:
             if self.protocol.state is State.OPEN:
                 self.protocol.close(code, reason)

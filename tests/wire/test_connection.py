@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as wsevents
 
+from tests.wire import autobahn
 from wsdemo.wire import (
     TRANSITIONS,
     BinaryMessage,
@@ -466,3 +467,82 @@ def test_a_wsproto_client_and_our_server_agree(upstream: list, downstream: list)
     assert ours.events_received() == [Close(4001, "done")]
     [reply] = wsproto_received(theirs, ours.data_to_send(), [], [])
     assert isinstance(reply, wsevents.CloseConnection) and reply.code == 4001
+
+
+# ---------------------------------------------------------------- Autobahn's strict cases
+
+def echo_until_quiet(connection: ClientConnection | ServerConnection) -> list[object]:
+    """What an echo application does after each read: answer every message, and
+    keep asking for events until there are none (a pending failure comes then)."""
+    seen: list[object] = []
+    while events := connection.events_received():
+        seen += events
+        for event in events:
+            if isinstance(event, TextMessage):
+                connection.send_text(event.data)
+    return seen
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+@pytest.mark.parametrize("index", range(len(autobahn.NAMES)), ids=autobahn.NAMES)
+def test_autobahn_strict_cases(index: int, side: str) -> None:
+    client, server = open_pair()
+    connection = server if side == "server" else client
+    # a client sends masked frames, a server unmasked ones (§5.1)
+    case = autobahn.cases(MASK if side == "server" else None)[index]
+    failed_at, seen = None, []
+    for i, chop in enumerate(case.chops):
+        connection.receive_data(chop)
+        seen += echo_until_quiet(connection)
+        if failed_at is None and connection.state is State.CLOSED:
+            failed_at = i
+    assert failed_at == case.fails_at  # not later: fail fast
+    messages = [e.data for e in seen if isinstance(e, TextMessage)]
+    assert messages == list(case.echoed)
+    assert isinstance(seen[-1], ConnectionFailed) and seen[-1].error.close_code == case.code
+    # On the wire: the echoes first, then the Close with the code; no Pong for the
+    # Ping that followed the error.
+    sent = sent_frames(connection.data_to_send(), from_client=side == "client")
+    assert [(f.opcode, f.payload) for f in sent] == [
+        *((Opcode.TEXT, m.encode()) for m in case.echoed),
+        (Opcode.CLOSE, sent[-1].payload)]
+    assert parse_close(sent[-1].payload)[0] == case.code
+
+
+def test_the_failure_waits_until_the_messages_before_it_were_taken() -> None:
+    client, server = open_pair()
+    server.receive_data(masked(Opcode.TEXT, b"first") + masked(5))
+    assert server.events_received() == [TextMessage("first")]
+    assert server.state is State.OPEN and server.failure_pending
+    server.send_text("answer")  # still allowed: the error is not reported yet
+    [failed] = server.events_received()
+    assert isinstance(failed, ConnectionFailed) and failed.error.close_code == 1002
+    assert not server.failure_pending and server.state is State.CLOSED
+    assert [f.opcode for f in sent_frames(server.data_to_send())] == [Opcode.TEXT, Opcode.CLOSE]
+
+
+def test_closing_with_a_failure_pending_sends_the_failure_code() -> None:
+    client, server = open_pair()
+    server.receive_data(masked(Opcode.TEXT, b"first") + masked(Opcode.TEXT, b"x", rsv1=True))
+    assert server.events_received() == [TextMessage("first")]
+    server.close(1000)
+    [close] = sent_frames(server.data_to_send())
+    assert parse_close(close.payload)[0] == 1002 and server.state is State.CLOSED
+
+
+@pytest.mark.parametrize("prefix", [b"\xed\xa0", b"\xf4\x90", b"\xe0\x80", b"\xc0", b"\xff"])
+def test_an_impossible_utf8_prefix_fails_before_the_frame_is_complete(prefix: bytes) -> None:
+    client, server = open_pair()
+    wire = masked(Opcode.TEXT, b"ok" + prefix + b"\x80" * 40)
+    server.receive_data(wire[: 6 + 2 + len(prefix)])  # header, mask, "ok", the prefix
+    [event] = server.events_received()
+    assert isinstance(event, ConnectionFailed) and event.error.close_code == 1007
+
+
+def test_a_valid_character_cut_by_a_partial_read_waits() -> None:
+    client, server = open_pair()
+    wire = masked(Opcode.TEXT, "κόσμε".encode())
+    for i in range(len(wire)):  # one byte per read: cut inside every character
+        server.receive_data(wire[i:i + 1])
+        events = server.events_received()
+        assert events == ([] if i < len(wire) - 1 else [TextMessage("κόσμε")])

@@ -59,6 +59,21 @@ class Buffer:
         self.consumed += n
         return data
 
+    def read_some(self, n: int) -> Generator[None, None, bytes]:
+        """Wait until at least one byte is there, then consume and return up to ``n``.
+
+        For a frame's payload: what has arrived can be checked (UTF-8) before
+        the rest of the frame is in.
+        """
+        while not self._data:
+            if self.eof:
+                raise RemoteProtocolError(f"stream ended {n} bytes short", close_code=1006)
+            yield
+        data = bytes(self._data[:n])
+        del self._data[:n]
+        self.consumed += len(data)
+        return data
+
     def read_line(self, limit: int) -> Generator[None, None, bytes]:
         """Consume and return one CRLF-terminated line (without the CRLF).
 

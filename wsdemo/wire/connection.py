@@ -17,6 +17,16 @@ reports a :class:`ConnectionFailed` event carrying the
 queued and closes the TCP connection. Misuse of the API raises
 :class:`~wsdemo.wire.errors.LocalProtocolError` at once.
 
+Messages that were complete before the error are not lost: if the same bytes
+carried a message and then the error, :meth:`Connection.events_received`
+returns the message(s) first, with the connection still OPEN so the caller
+may answer them (an echo), and the *next* call fails the connection
+(:attr:`Connection.failure_pending` says one is waiting). wsproto gets the
+same order by parsing lazily as its events are iterated; Autobahn's cases
+3.2, 4.1.3 or 5.15 check it. Text is validated as it arrives — across
+fragments and across partial reads of one frame — so invalid UTF-8 fails at
+the first impossible byte (§8.1), not when the frame is complete.
+
 The states and what moves between them are one table, :data:`TRANSITIONS`.
 
 Why one file of this length: it is the whole state machine of a connection, and one
@@ -36,8 +46,8 @@ from .frames import (
     Frame,
     FrameParser,
     Opcode,
+    Utf8Validator,
     is_valid_close_code,
-    new_utf8_decoder,
     parse_close,
     serialize_close,
 )
@@ -196,7 +206,9 @@ class Connection:
         # §5.3: the masking key must be unpredictable; tests inject a fixed one.
         self._mask_source = mask_source or (lambda: os.urandom(4))
         # §5.1: a server requires masked frames, a client requires unmasked ones.
-        self._frames = FrameParser(expect_masked=role is Role.SERVER, max_size=max_size)
+        self._frames = FrameParser(expect_masked=role is Role.SERVER, max_size=max_size,
+                                   on_header=self._frame_started,
+                                   on_payload=self._payload_received)
         self._events: list[Event] = []
         self._outgoing = bytearray()
         self._message_opcode: int | None = None
@@ -204,12 +216,27 @@ class Connection:
         self._text_parts: list[str] = []
         self._binary_parts: list[bytes] = []
         self._message_size = 0
-        self._decoder = new_utf8_decoder()
+        self._utf8 = Utf8Validator()
+        # an error found after complete messages: reported once they are delivered
+        self._deferred_failure: RemoteProtocolError | None = None
 
     # ------------------------------------------------------------ I/O side
 
+    @property
+    def failure_pending(self) -> bool:
+        """True when a protocol error waits behind messages not yet answered:
+        the next :meth:`events_received` (or :meth:`receive_data`, :meth:`close`)
+        fails the connection."""
+        return self._deferred_failure is not None
+
+    def _fail_deferred(self) -> None:
+        if self._deferred_failure is not None:
+            error, self._deferred_failure = self._deferred_failure, None
+            self._fail(error)
+
     def receive_data(self, data: bytes) -> None:
         """Bytes the peer sent, in any chunking."""
+        self._fail_deferred()
         if self.state is State.CONNECTING:
             self._receive_handshake(data)
         elif self.state is not State.CLOSED:
@@ -218,6 +245,7 @@ class Connection:
 
     def receive_eof(self) -> None:
         """The peer closed the TCP connection (or it broke)."""
+        self._fail_deferred()
         if self.state is State.CLOSED:
             return
         reason = ("TCP connection closed during the opening handshake"
@@ -229,7 +257,13 @@ class Connection:
         self._move("transport closed")
 
     def events_received(self) -> list[Event]:
-        """The events since the last call, oldest first."""
+        """The events since the last call, oldest first.
+
+        A failure found behind complete messages comes in the call after the
+        one that returned those messages (see the module's docstring).
+        """
+        if not self._events:
+            self._fail_deferred()
         events, self._events = self._events, []
         return events
 
@@ -262,7 +296,13 @@ class Connection:
         self._send_control(Opcode.PONG, payload)
 
     def close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Start the closing handshake (§7.1.2): queue a Close, then wait for the peer's."""
+        """Start the closing handshake (§7.1.2): queue a Close, then wait for the peer's.
+
+        With a failure pending, that failure's Close (1002, 1007, ...) is sent instead.
+        """
+        if self._deferred_failure is not None:
+            self._fail_deferred()
+            return
         self._require_open("close")
         payload = serialize_close(code, reason)
         self._send_frame(Frame(Opcode.CLOSE, payload))
@@ -317,7 +357,10 @@ class Connection:
                 if self.state is State.CLOSED:
                     break
         except RemoteProtocolError as error:
-            self._fail(error)
+            if any(isinstance(event, (TextMessage, BinaryMessage)) for event in self._events):
+                self._deferred_failure = error  # deliver the messages first
+            else:
+                self._fail(error)
 
     def _fail(self, error: RemoteProtocolError) -> None:
         """Fail the WebSocket connection (§7.1.7): send a Close with the code, stop."""
@@ -354,7 +397,11 @@ class Connection:
         else:
             self._receive_data_frame(frame)
 
-    def _receive_data_frame(self, frame: Frame) -> None:
+    def _frame_started(self, frame: Frame, length: int) -> None:
+        """A frame's header is in (the parser already checked its §5 rules):
+        the message rules (§5.4) and the size limit, before the payload arrives."""
+        if Opcode(frame.opcode).is_control:
+            return
         if frame.opcode == Opcode.CONT:
             if self._message_opcode is None:
                 raise RemoteProtocolError("continuation frame without a message to continue (§5.4)")
@@ -362,19 +409,22 @@ class Connection:
             raise RemoteProtocolError("new data message inside a fragmented one (§5.4)")
         else:
             self._message_opcode = frame.opcode
-            self._decoder = new_utf8_decoder()
-        self._message_size += len(frame.payload)
-        if self.max_size is not None and self._message_size > self.max_size:
+            self._utf8 = Utf8Validator()
+        if self.max_size is not None and self._message_size + length > self.max_size:
             raise RemoteProtocolError(f"message longer than {self.max_size} bytes", 1009)
+
+    def _payload_received(self, frame: Frame, piece: bytes) -> None:
+        # Validate as the bytes arrive: a fragment, or this read, may end inside
+        # a character, but an impossible byte fails at once (§8.1).
+        if self._message_opcode == Opcode.TEXT and not Opcode(frame.opcode).is_control:
+            self._text_parts.append(self._utf8.decode(piece))
+
+    def _receive_data_frame(self, frame: Frame) -> None:
+        self._message_size += len(frame.payload)
         self._message_frames.append(frame)
         if self._message_opcode == Opcode.TEXT:
-            # Validate as the bytes arrive: a fragment may end inside a character,
-            # but an invalid sequence fails at once (§8.1).
-            try:
-                text = self._decoder.decode(frame.payload, final=frame.fin)
-            except UnicodeDecodeError:
-                raise RemoteProtocolError("text message is not valid UTF-8 (§8.1)", 1007) from None
-            self._text_parts.append(text)
+            if frame.fin:
+                self._text_parts.append(self._utf8.decode(b"", final=True))
         else:
             self._binary_parts.append(frame.payload)
         if frame.fin:

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import codecs
 import struct
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from .buffer import Buffer, Pump
@@ -45,8 +45,10 @@ __all__ = [
     "Frame",
     "FrameParser",
     "Opcode",
+    "Utf8Validator",
     "apply_mask",
     "check_frame",
+    "check_header",
     "is_valid_close_code",
     "parse_close",
     "read_frame",
@@ -309,8 +311,18 @@ def _length_note(length: int, size: int) -> str:
     return f"{length} bytes"
 
 
+HeaderHook = Callable[[Frame, int], None]
+"""Called with a frame whose header is in (``payload`` still empty) and its payload length."""
+PayloadHook = Callable[[Frame, bytes], None]
+"""Called with that frame and each piece of its (unmasked) payload as it arrives."""
+
+
 def read_frame(
-    buffer: Buffer, max_size: int | None = None, strict: bool = False
+    buffer: Buffer,
+    max_size: int | None = None,
+    strict: bool = False,
+    on_header: HeaderHook | None = None,
+    on_payload: PayloadHook | None = None,
 ) -> Generator[None, None, Frame]:
     """Parse one frame from ``buffer``, waiting (``yield``) for bytes as needed (§5.2).
 
@@ -319,6 +331,11 @@ def read_frame(
     and ``max_size`` for data frames (1009). Both are checked *before* the
     payload is buffered, and so is, if ``strict``, the 125-byte limit of
     control frames (1002, §5.5): a peer cannot make us wait for 2**62 bytes.
+
+    ``on_header`` sees the header before the payload is read, ``on_payload``
+    each piece of the payload as it arrives: a connection uses them to fail as
+    soon as the bytes so far break a rule (invalid UTF-8 in the middle of a
+    frame, §8.1), not only once the whole frame is in.
     """
     header = yield from buffer.read_exact(2)
     first, second = header
@@ -342,17 +359,13 @@ def read_frame(
     if second & 0x80:
         mask = yield from buffer.read_exact(4)
         header += mask
-    payload = yield from buffer.read_exact(length)
-    if mask is not None:
-        payload = apply_mask(payload, mask)
     opcode = first & 0x0F
     try:
         opcode = Opcode(opcode)
     except ValueError:
         pass  # kept as a plain int: check_frame reports it
-    return Frame(
+    frame = Frame(
         opcode=opcode,
-        payload=payload,
         fin=bool(first & 0x80),
         rsv1=bool(first & 0x40),
         rsv2=bool(first & 0x20),
@@ -360,6 +373,25 @@ def read_frame(
         mask=mask,
         header=header,
     )
+    if on_header is not None:
+        on_header(frame, length)
+    if on_payload is None:
+        payload = yield from buffer.read_exact(length)
+        if mask is not None:
+            payload = apply_mask(payload, mask)
+    else:
+        pieces = bytearray()
+        while len(pieces) < length:
+            piece = yield from buffer.read_some(length - len(pieces))
+            if mask is not None:
+                # the key continues where the previous piece stopped (§5.3: octet i
+                # is XORed with key octet i mod 4)
+                shift = len(pieces) % 4
+                piece = apply_mask(piece, mask[shift:] + mask[:shift])
+            pieces += piece
+            on_payload(frame, piece)
+        payload = bytes(pieces)
+    return replace(frame, payload=payload)
 
 
 def check_frame(frame: Frame, expect_masked: bool | None = None) -> None:
@@ -369,6 +401,14 @@ def check_frame(frame: Frame, expect_masked: bool | None = None) -> None:
     MUST close on an unmasked frame), False when it comes from a server (a
     client MUST close on a masked one), None to skip the check (a tap).
     """
+    check_header(frame, len(frame.payload), expect_masked)
+    if frame.opcode == Opcode.CLOSE:
+        parse_close(frame.payload)
+
+
+def check_header(frame: Frame, length: int, expect_masked: bool | None = None) -> None:
+    """The rules of :func:`check_frame` that the header alone decides (all but the
+    Close body), for a frame whose payload of ``length`` bytes has not arrived yet."""
     if frame.rsv1 or frame.rsv2 or frame.rsv3:
         raise RemoteProtocolError("reserved bit set but no extension was negotiated (§5.2)")
     if frame.opcode not in Opcode._value2member_map_:
@@ -379,16 +419,13 @@ def check_frame(frame: Frame, expect_masked: bool | None = None) -> None:
         raise RemoteProtocolError("a server's frame must not be masked (§5.1)")
     if frame.header:
         length7 = frame.header[1] & 0x7F
-        n = len(frame.payload)
-        if (length7 == 126 and n < 126) or (length7 == 127 and n < 1 << 16):
+        if (length7 == 126 and length < 126) or (length7 == 127 and length < 1 << 16):
             raise RemoteProtocolError("payload length not in its minimal encoding (§5.2)")
     if Opcode(frame.opcode).is_control:
-        if len(frame.payload) > 125:
+        if length > 125:
             raise RemoteProtocolError("control frame payload longer than 125 bytes (§5.5)")
         if not frame.fin:
             raise RemoteProtocolError("control frames must not be fragmented (§5.5)")
-        if frame.opcode == Opcode.CLOSE:
-            parse_close(frame.payload)
 
 
 class FrameParser:
@@ -396,7 +433,9 @@ class FrameParser:
 
     ``strict`` applies :func:`check_frame` to every frame (with
     ``expect_masked``), so a bad frame raises :class:`RemoteProtocolError`
-    after the good frames before it have been yielded.
+    after the good frames before it have been yielded — the header's rules as
+    soon as the header is in, before its payload is waited for.
+    ``on_header``/``on_payload``: see :func:`read_frame`.
 
     >>> parser = FrameParser()
     >>> parser.feed(bytes.fromhex("81 05 48 65"))
@@ -412,11 +451,15 @@ class FrameParser:
         expect_masked: bool | None = None,
         max_size: int | None = None,
         strict: bool = True,
+        on_header: HeaderHook | None = None,
+        on_payload: PayloadHook | None = None,
     ) -> None:
         self.buffer = Buffer()
         self.expect_masked = expect_masked
         self.max_size = max_size
         self.strict = strict
+        self._on_header = on_header
+        self._on_payload = on_payload
         self._pump: Pump[Frame] | None = None
         self.error: RemoteProtocolError | None = None
 
@@ -436,7 +479,8 @@ class FrameParser:
                 if self._pump is None:
                     if not self.buffer:
                         return
-                    self._pump = Pump(read_frame(self.buffer, self.max_size, self.strict))
+                    self._pump = Pump(read_frame(self.buffer, self.max_size, self.strict,
+                                                 self._header_received, self._on_payload))
                 else:
                     self._pump.resume()
                 if not self._pump.done:
@@ -456,8 +500,41 @@ class FrameParser:
         self.feed(data)
         return list(self.frames())
 
+    def _header_received(self, frame: Frame, length: int) -> None:
+        if self.strict:
+            check_header(frame, length, self.expect_masked)
+        if self._on_header is not None:
+            self._on_header(frame, length)
 
-def new_utf8_decoder() -> codecs.IncrementalDecoder:
-    """A strict incremental UTF-8 decoder: text split across fragments may cut a
-    character in two, and must still be validated as it arrives (§5.6, §8.1)."""
-    return codecs.getincrementaldecoder("utf-8")("strict")
+
+class Utf8Validator:
+    """Decode a text message as its bytes arrive, failing as soon as they cannot
+    be the start of valid UTF-8 (§8.1: fail "as soon as" invalid data is seen).
+
+    A fragment, or a partial read of one frame, may end inside a character;
+    that is fine until the message ends (``final=True``). CPython's incremental
+    decoder already rejects most impossible prefixes at once, but keeps
+    ``ED A0``-``ED BF`` (the start of a UTF-16 surrogate, excluded by RFC 3629 §3)
+    until the third byte: checked here so that prefix fails as fast.
+
+    >>> v = Utf8Validator()
+    >>> v.decode(b"\\xce")
+    ''
+    >>> v.decode(b"\\xba", final=True)
+    'κ'
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+
+    def decode(self, data: bytes, final: bool = False) -> str:
+        """The text ``data`` completes; :class:`RemoteProtocolError` 1007 if invalid."""
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("text message is not valid UTF-8 (§8.1)", 1007) from None
+        pending = self._decoder.getstate()[0]
+        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+            raise RemoteProtocolError("text message is not valid UTF-8: a UTF-16 surrogate "
+                                      "(RFC 3629 §3)", 1007)
+        return text
