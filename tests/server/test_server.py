@@ -374,13 +374,20 @@ async def test_websockets_library_client_interoperates(server, demo_widgets):
         assert info.value.rcvd.code == 1003
 
 
-async def test_cross_site_origin_refused_at_the_upgrade(server):
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost:9999",
+                                    "http://127.0.0.1:1"])
+async def test_a_page_of_another_origin_is_refused_at_the_upgrade(server, origin):
+    # Another localhost port is another site too (a dev server, a compromised tool).
     with pytest.raises(websockets.InvalidStatus) as info:
-        async with websockets.connect(server.ws_url, origin="https://evil.example"):
+        async with websockets.connect(server.ws_url, origin=origin,
+                                      subprotocols=[SUBPROTOCOL]):
             pass
     assert info.value.response.status_code == 403
-    async with websockets.connect(server.ws_url, origin="http://localhost:9999",
-                                  subprotocols=[SUBPROTOCOL]) as ws:
+
+
+async def test_the_pages_own_origin_is_allowed(server):
+    own = server.url.rstrip("/")
+    async with websockets.connect(server.ws_url, origin=own, subprotocols=[SUBPROTOCOL]) as ws:
         await ws.send(json.dumps({"type": "hello"}))
         assert json.loads(await ws.recv())["type"] == "welcome"
 

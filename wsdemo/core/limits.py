@@ -41,3 +41,12 @@ class TokenBucket:
     def exhausted(self) -> bool:
         """Refused ``burst`` times in a row: the client is not slowing down."""
         return self.refused >= self.burst
+
+    def wait(self, now: float) -> float:
+        """Seconds until a token is there again (0 if one is now)."""
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def full(self, now: float) -> bool:
+        """Back to a full burst: nothing about this client is worth remembering."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst

@@ -51,6 +51,7 @@ from ..core.protocol import (
     encode,
 )
 from .bridge import WidgetBridge
+from .guard import AddressCounter, GuardedApplication, HostCheck, LoginLimiter
 from .page import PageFrame, PageHandler
 from .room import Room
 from .session import Session
@@ -59,9 +60,6 @@ from .transport import text_frame
 __all__ = ["ControlServer"]
 
 logger = logging.getLogger("wsdemo.server")
-
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
 
 class _StatusHandler(tornado.web.RequestHandler):
     def initialize(self, server: ControlServer) -> None:
@@ -143,6 +141,12 @@ class ControlServer:
         clock: Any = None,
         presence: Any = None,
         compression: dict[str, Any] | None = None,
+        public_names: list[str] | None = None,
+        max_connections_per_address: int | None = None,
+        idle_timeout: float | None = None,
+        header_timeout: float = 10.0,
+        login_rate: float = 10.0,
+        ssl_context: Any = None,
     ):
         self.host = host
         self.port = port
@@ -170,6 +174,22 @@ class ControlServer:
         self._presence_ops: asyncio.Queue | None = None
         self._presence_tasks: list[asyncio.Task] = []
         self.allowed_origins = None if allowed_origins is None else set(allowed_origins)
+        # The names this server answers to, besides loopback ones and IP literals
+        # (wsdemo.server.guard: a DNS-rebinding page is refused 403 before any handler).
+        self.public_names = list(public_names or [])
+        # WebSocket connections one client address may hold (None: no limit); past it
+        # the upgrade is answered 429.
+        self.connections = AddressCounter(max_connections_per_address)
+        # Seconds without a message from a client (after its hello) before it is
+        # closed 1001 (None: never). Pongs do not count: a browser answers pings by itself.
+        self.idle_timeout = idle_timeout
+        # Seconds a client has to send a whole request head: half-sent handshakes are
+        # dropped after that (Tornado's idle_connection_timeout; its default is an hour).
+        self.header_timeout = header_timeout
+        # Password attempts a minute per address at POST /token (bursts of 5); past it 429.
+        self.logins = LoginLimiter(login_rate)
+        # An ssl.SSLContext with a certificate: https:// and wss:// instead of http/ws.
+        self.ssl_context = ssl_context
         self.access = access if access is not None else OpenAccess()
         self.clock = clock if clock is not None else time.time
         # permessage-deflate (RFC 7692): None (the default) declines a client's offer; a
@@ -187,7 +207,7 @@ class ControlServer:
         self._unwatch_revocations: Callable[[], None] | None = None
         # An access object may serve HTTP routes of its own (a token endpoint).
         extra = getattr(self.access, "http_handlers", None)
-        self._app = tornado.web.Application(
+        self._app = GuardedApplication(
             [
                 (r"/ws", Session if compression is None else _DeflateSession,
                  {"server": self}),
@@ -198,6 +218,7 @@ class ControlServer:
             websocket_max_message_size=MAX_MESSAGE_BYTES,
             websocket_ping_interval=ping_interval,
             websocket_ping_timeout=ping_interval,
+            host_check=HostCheck(host, self.public_names),
         )
 
     # --- life cycle ------------------------------------------------------------
@@ -242,7 +263,9 @@ class ControlServer:
         self._thread_id = threading.get_ident()
         sockets = tornado.netutil.bind_sockets(self.port, self.host)
         self.port = sockets[0].getsockname()[1]
-        self._http = tornado.httpserver.HTTPServer(self._app)
+        self._http = tornado.httpserver.HTTPServer(
+            self._app, ssl_options=self.ssl_context,
+            idle_connection_timeout=self.header_timeout, body_timeout=self.header_timeout)
         self._http.add_sockets(sockets)
         for room in self.rooms.values():
             self._start_follower(room)
@@ -593,11 +616,11 @@ class ControlServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._netloc}/"
+        return f"{'https' if self.ssl_context else 'http'}://{self._netloc}/"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self._netloc}/ws"
+        return f"{'wss' if self.ssl_context else 'ws'}://{self._netloc}/ws"
 
     @property
     def proxy_path(self) -> str | None:
@@ -612,12 +635,16 @@ class ControlServer:
         return self.proxy_path or self.url
 
     def origin_allowed(self, origin: str, host_header: str) -> bool:
+        """The allowlist when there is one; else only the page's own origin.
+
+        Not "any loopback origin": a page on another localhost port (a dev server,
+        a compromised tool) is another site. The Host itself was checked first
+        (:class:`~wsdemo.server.guard.HostCheck`), so "Origin = Host" cannot be a
+        rebinding page's own name.
+        """
         if self.allowed_origins is not None:
             return origin in self.allowed_origins
-        parsed = urlparse(origin)
-        if parsed.netloc.lower() == host_header.lower():
-            return True  # same origin: Tornado's own default
-        return (parsed.hostname or "") in _LOOPBACK
+        return bool(host_header) and urlparse(origin).netloc.lower() == host_header.lower()
 
     def clients(self) -> list[Session]:
         return list(self.sessions)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -71,6 +72,8 @@ class SessionHost(Protocol):
     max_buffered_bytes: int
     rate_limit: float | None
     rate_burst: int | None
+    idle_timeout: float | None
+    connections: Any  # wsdemo.server.guard.AddressCounter
 
     @property
     def epoch(self) -> str | None: ...
@@ -117,6 +120,9 @@ class Session(tornado.websocket.WebSocketHandler):
             collections.deque()
         self._idle: asyncio.Future | None = None  # set when _appending empties
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_heard = 0.0  # time.monotonic() of the newest message
+        self._address: str | None = None  # counted in server.connections while held
         self._closing = False
 
     # --- the upgrade -----------------------------------------------------------
@@ -148,7 +154,22 @@ class Session(tornado.websocket.WebSocketHandler):
             self._refuse(400, f"offer the subprotocol {SUBPROTOCOL} "
                          "(Sec-WebSocket-Protocol): it is the only one spoken here")
             return
-        await super().get(*args, **kwargs)
+        address = self.request.remote_ip or ""
+        if not self.server.connections.take(address):
+            self._refuse(429, "too many connections from this address",
+                         [("Retry-After", "10")])
+            return
+        self._address = address
+        try:
+            await super().get(*args, **kwargs)
+        finally:
+            if self._outlet is None:  # never opened: the upgrade failed
+                self._release_address()
+
+    def _release_address(self) -> None:
+        if self._address is not None:
+            self.server.connections.give_back(self._address)
+            self._address = None
 
     def _refuse(self, status: int, reason: str, headers: Any = ()) -> None:
         logger.info("upgrade refused (%d) from %s: %s", status, self.request.remote_ip, reason)
@@ -204,6 +225,7 @@ class Session(tornado.websocket.WebSocketHandler):
         """
         if self._closing:
             return None
+        self._last_heard = time.monotonic()
         msg_id = None
         try:
             msg = parse_client_message(message)
@@ -338,6 +360,9 @@ class Session(tornado.websocket.WebSocketHandler):
             loop = asyncio.get_running_loop()
             delay = self.principal.expires - self.server.clock()
             self._expiry_timer = loop.call_later(max(0.0, delay), self._token_expired)
+        if self.server.idle_timeout:
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                self.server.idle_timeout, self._check_idle)
         self.send(
             {
                 "type": "welcome",
@@ -362,6 +387,15 @@ class Session(tornado.websocket.WebSocketHandler):
 
     def _token_expired(self) -> None:
         self.close_with(CloseCode.BAD_TOKEN, "token expired")
+
+    def _check_idle(self) -> None:
+        idle = self.server.idle_timeout or 0.0
+        quiet = time.monotonic() - self._last_heard
+        if quiet >= idle:
+            self.close_with(CloseCode.GOING_AWAY, f"idle for {idle:g} s: no message")
+        else:
+            self._idle_timer = asyncio.get_running_loop().call_later(idle - quiet,
+                                                                     self._check_idle)
 
     def _authorize(self, action: str, room: str) -> None:
         assert self.principal is not None
@@ -551,6 +585,9 @@ class Session(tornado.websocket.WebSocketHandler):
             self._hello_timer.cancel()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._release_address()
         self.server.sessions.pop(self, None)
         for room in list(self.rooms.values()):
             room.members.pop(self, None)

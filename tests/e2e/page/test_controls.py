@@ -463,8 +463,9 @@ class _PrefixProxy(tornado.websocket.WebSocketHandler):
     """``[/user/NAME]/proxy/PORT/rest`` → ``127.0.0.1:PORT/rest``, HTTP GET and WebSocket.
 
     Modelled on jupyter-server-proxy: ``/proxy/PORT`` (no slash) is served as
-    ``/`` without a redirect, and one route takes both plain requests and
-    upgrades.
+    ``/`` without a redirect, one route takes both plain requests and upgrades,
+    and the browser's ``Host`` and ``Origin`` go upstream unchanged (its
+    ``proxy_request_headers`` copies the request's headers).
     """
 
     upstream: tornado.websocket.WebSocketClientConnection | None = None
@@ -476,7 +477,8 @@ class _PrefixProxy(tornado.websocket.WebSocketHandler):
             await super().get(port, rest)
             return
         response = await tornado.httpclient.AsyncHTTPClient().fetch(
-            f"http://{self.target}", raise_error=False)
+            f"http://{self.target}", raise_error=False,
+            headers={"Host": self.request.headers["Host"]})
         self.set_status(response.code)
         for name in ("Content-Type", "Cache-Control"):
             if name in response.headers:
@@ -488,7 +490,7 @@ class _PrefixProxy(tornado.websocket.WebSocketHandler):
         return subprotocols[0] if subprotocols else None
 
     async def open(self, port: str, rest: str) -> None:
-        headers = {}
+        headers = {"Host": self.request.headers["Host"]}
         if "Origin" in self.request.headers:
             headers["Origin"] = self.request.headers["Origin"]
         request = tornado.httpclient.HTTPRequest(f"ws://{self.target}", headers=headers)
