@@ -7,7 +7,10 @@ the server adds this route when its access object offers it
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +34,7 @@ class TokenHandler(tornado.web.RequestHandler):
         self.set_header("Pragma", "no-cache")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def post(self) -> None:
+    async def post(self) -> None:
         if self.request.query:
             # Refused even when the body is right: a URL with a password or
             # a token in it has already been written to some log.
@@ -58,7 +61,17 @@ class TokenHandler(tornado.web.RequestHandler):
             isinstance(login.get(k), str) and login.get(k) for k in ("user", "password")
         ):
             return self._refuse(400, "send {\"user\": ..., \"password\": ...}")
-        answer = self.access.login(login["user"], login["password"])
+        # Counted before the password is looked at: guessing costs attempts.
+        limiter = getattr(self.server, "logins", None)
+        if limiter is not None:
+            wait = limiter.attempt(self.request.remote_ip or "", time.monotonic())
+            if wait:
+                self.set_header("Retry-After", str(max(1, math.ceil(wait))))
+                return self._refuse(429, "too many login attempts; try again later")
+        # scrypt takes tens of milliseconds of CPU on purpose: on the event loop it
+        # would hold up every client's messages, so it runs in a thread.
+        answer = await asyncio.get_running_loop().run_in_executor(
+            None, self.access.login, login["user"], login["password"])
         if answer is None:
             return self._refuse(401, "wrong user or password")
         self.set_header("Content-Type", "application/json; charset=utf-8")
