@@ -1,5 +1,6 @@
-"""Polling, long polling and push, each seen through the tap; and a server that
-tries to speak first over HTTP/1.1."""
+"""Polling, long polling and push, each seen through the tap; a server that tries
+to speak first over HTTP/1.1; the four methods measured side by side. (SSE has
+its own file, test_sse.py.)"""
 
 from __future__ import annotations
 
@@ -163,15 +164,58 @@ async def test_feed_wait_after_is_bounded():
     assert [u.seq for u in await asyncio.wait_for(waiting, 5)] == [1]
 
 
-async def test_measure_rates_compares_the_three_methods():
+async def test_measure_rates_compares_the_four_methods():
     results = await asyncio.wait_for(
         measure_rates([40.0], seconds=0.2, min_updates=8, poll_interval=0.05), 30
     )
-    assert [r.method for r in results] == list(METHODS)
+    assert [r.method for r in results] == list(METHODS) == [
+        "polling", "long polling", "SSE", "WebSocket"]
     by_method = {r.method: r for r in results}
     assert all(len(r.delays) == r.updates == 8 for r in results)
-    push = by_method["push"]
+    push = by_method["WebSocket"]
     assert push.exchanges == 8  # one frame per update
     assert push.bytes_per_update == 2 + 51
-    assert push.bytes_per_update < by_method["long polling"].bytes_per_update
-    assert push.bytes_per_update < by_method["polling"].bytes_per_update
+    sse = by_method["SSE"]
+    assert sse.exchanges == 8
+    # per event: "id: N\n" (6), "data: " (6), the 51-byte update, "\n\n" (2), inside one
+    # HTTP chunk: "41\r\n" before (0x41 = 65 bytes of event), "\r\n" after
+    assert sse.bytes_per_update == 6 + 6 + 51 + 2 + 4 + 2
+    for other in ("polling", "long polling", "SSE"):
+        assert push.bytes_per_update < by_method[other].bytes_per_update
+
+
+async def test_a_delaying_tap_makes_every_round_trip_cost_twice_its_delay(server):
+    delay = 0.05
+    tap = await Tap(("127.0.0.1", server.port), delay=delay).start()
+    poller = Poller("127.0.0.1", tap.port, server.feed)
+    loop = asyncio.get_running_loop()
+    try:
+        await poller.poll_once()  # connected: the next poll is one round trip
+        server.feed.publish()
+        started = loop.time()
+        assert await poller.poll_once() == [1]
+        took = loop.time() - started
+    finally:
+        await poller.close()
+    await tap.wait_closed(timeout=5)
+    await tap.close()
+    assert took >= 2 * delay
+    # the bytes are the same, in the same order, as without the delay
+    assert pairs(tap.capture) == [
+        (C2S, "GET /poll?after=0 HTTP/1.1"), (S2C, "HTTP/1.1 200 OK"),
+        (C2S, "GET /poll?after=0 HTTP/1.1"), (S2C, "HTTP/1.1 200 OK"),
+    ]
+
+
+def test_a_tap_refuses_a_negative_delay():
+    with pytest.raises(ValueError, match="delay"):
+        Tap(("127.0.0.1", 1), delay=-0.1)
+
+
+async def test_measured_delays_include_the_delay_the_tap_adds():
+    results = await asyncio.wait_for(
+        measure_rates([50.0], seconds=0.2, min_updates=8, poll_interval=0.05, delay=0.03), 30
+    )
+    for r in results:
+        assert r.added_delay == 0.03
+        assert min(r.delays) >= 0.03, r.method  # one trip through the tap at least
