@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tests.support.redis import free_port
+from wsdemo.core.eventlog import EVENT_OVERHEAD
 from wsdemo.stores import open_log
 from wsdemo.stores.redis import (
     EventLogError,
@@ -96,13 +97,15 @@ async def test_data_layout(make_log, redis_proc):
     await log.append("lobby", "m1", "s", "publish", "hi")
     with redis.Redis.from_url(redis_proc.url, decode_responses=True) as r:
         assert sorted(r.keys("demo:*")) == [
-            "demo:{lobby}:events", "demo:{lobby}:ids", "demo:{lobby}:seq"]
+            "demo:{lobby}:bytes", "demo:{lobby}:events", "demo:{lobby}:ids", "demo:{lobby}:seq"]
         assert r.type("demo:{lobby}:events") == "stream"
         assert r.type("demo:{lobby}:ids") == "zset"
         assert r.get("demo:{lobby}:seq") == "1"
         [(entry_id, fields)] = r.xrange("demo:{lobby}:events")
         assert entry_id == "1-0"
         assert fields["data"] == '"hi"' and fields["id"] == "m1"
+        size = len('"hi"') + len("m1") + len("s") + EVENT_OVERHEAD
+        assert fields["size"] == str(size) and r.get("demo:{lobby}:bytes") == str(size)
         assert r.zscore("demo:{lobby}:ids", "m1") == 1
 
 

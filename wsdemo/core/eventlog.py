@@ -17,19 +17,95 @@ answers at once or after a commit:
   one still held (retention drops the oldest);
 * ``state(room) -> {target: value}`` — the latest value of every control set
   in the room, kept apart from the events so retention never forgets it: what
-  a restarted server puts back into its controls.
+  a restarted server puts back into its controls;
+* ``held_bytes(room)`` — the stored size of the events the room holds (below).
+
+Retention. A room holds at most ``max_events`` events *and* at most
+``max_bytes`` bytes of them: after each append the oldest events are dropped,
+one by one, while the room is over either bound. Dropping an event forgets only
+the event: its seq is never handed out again (``last_seq`` never goes back), its
+id stays in the dedupe record (kept apart, for ``max_ids`` ids), and a control's
+latest value stays in ``state``. A client that resumes from a seq older than
+``first_seq - 1`` is told the log no longer holds what it missed, whichever
+bound dropped it.
+
+An event's stored size (:func:`stored_size`) is defined the same way by every
+store, so a bound means the same thing in memory, in SQLite and in Redis::
+
+    size = bytes(data as compact JSON)  +  bytes(id)  +  bytes(sender)  +  EVENT_OVERHEAD
+
+with the data encoded by :func:`encode_data` (``json.dumps`` with
+``separators=(",", ":")``: ASCII, so one byte per character), the id and the
+sender counted in UTF-8, and ``EVENT_OVERHEAD`` (64) for the rest of the record
+(seq, kind, time, keys). It is what the SQLite and Redis stores write, not the
+memory a Python object takes: the memory log's real footprint is larger by a
+factor that depends on the data's shape.
+
+An event whose own size is over ``max_bytes`` could never be held: ``append``
+refuses it with :class:`EventTooLarge` (an ``error`` reply with code
+``bad-data`` to the client that sent it; it gets no seq, and nothing held is
+dropped for it). A duplicate id is recognised first, so a retry of an event
+that was accepted is acknowledged as before.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Appended", "Event", "MemoryEventLog"]
+from .protocol import ErrorCode, ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "EVENT_OVERHEAD",
+    "Appended",
+    "Event",
+    "EventTooLarge",
+    "MemoryEventLog",
+    "check_limits",
+    "encode_data",
+    "stored_size",
+]
+
+EVENT_OVERHEAD = 64  # bytes counted per event besides its data, id and sender
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # per room: a thousand of the largest messages
+
+
+def encode_data(data: Any) -> str:
+    """An event's data as the stores keep it: compact JSON, ASCII only.
+
+    Raises ``ValueError`` for a non-finite number (JSON has none, RFC 8259 §6)."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+def stored_size(id: str, sender: str, text: str) -> int:
+    """The stored size of one event whose data encodes to ``text`` (see the module docstring)."""
+    return len(text.encode()) + len(id.encode()) + len(sender.encode()) + EVENT_OVERHEAD
+
+
+class EventTooLarge(ProtocolError):
+    """An event larger than a room may hold (``max_bytes``): refused, given no seq."""
+
+    def __init__(self, id: str, size: int, max_bytes: int):
+        super().__init__(
+            ErrorCode.BAD_DATA,
+            f"event too large for the room's log: {size} bytes stored, at most {max_bytes}",
+            id)
+        self.size = size
+        self.max_bytes = max_bytes
+
+
+def check_limits(max_events: int, max_ids: int, max_bytes: int) -> None:
+    """Every store's bounds must be integers of at least 1."""
+    for name, value in (("max_events", max_events), ("max_ids", max_ids),
+                        ("max_bytes", max_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer of at least 1, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -75,29 +151,34 @@ class Appended:
 
 
 class _Room:
-    __slots__ = ("events", "ids", "last_seq", "state")
+    __slots__ = ("events", "held_bytes", "ids", "last_seq", "sizes", "state")
 
     def __init__(self) -> None:
-        self.events: deque[Event] = deque()
+        self.events: deque[Event] = deque()  # consecutive seqs, oldest first
+        self.sizes: deque[int] = deque()  # the stored size of each, in the same order
+        self.held_bytes = 0  # sum(sizes)
         self.last_seq = 0
-        self.ids: OrderedDict[str, Event] = OrderedDict()
+        self.ids: OrderedDict[str, int] = OrderedDict()  # id -> seq: no data, so the
+        # dedupe record never keeps alive an event that retention dropped
         self.state: dict[str, Any] = {}
 
 
 class MemoryEventLog:
     """Events kept in this process's memory: gone when the process ends.
 
-    ``max_events`` bounds the events held per room (the oldest go first), and
-    ``max_ids`` the message ids remembered for dedupe per room.
+    ``max_events`` and ``max_bytes`` bound the events held per room (the oldest
+    go first, see the module docstring), and ``max_ids`` the message ids
+    remembered for dedupe per room.
     """
 
     name = "memory"
 
-    def __init__(self, max_events: int = 10_000, max_ids: int = 100_000, clock=time.time):
-        if max_events < 1 or max_ids < 1:
-            raise ValueError("max_events and max_ids must be at least 1")
+    def __init__(self, max_events: int = 10_000, max_ids: int = 100_000,
+                 clock=time.time, *, max_bytes: int = DEFAULT_MAX_BYTES):
+        check_limits(max_events, max_ids, max_bytes)
         self.max_events = max_events
         self.max_ids = max_ids
+        self.max_bytes = max_bytes
         self._clock = clock
         self._rooms: dict[str, _Room] = {}
         self.epoch = uuid.uuid4().hex[:16]  # a new log: its seqs start again at 1
@@ -116,18 +197,33 @@ class MemoryEventLog:
         state = self._room(room)
         first = state.ids.get(id)
         if first is not None:
-            return Appended(first, duplicate=True)
+            return Appended(self._held_or_stub(state, room, first, id), duplicate=True)
+        size = stored_size(id, sender, encode_data(data))
+        if size > self.max_bytes:
+            raise EventTooLarge(id, size, self.max_bytes)
         state.last_seq += 1
         event = Event(room, state.last_seq, id, sender, kind, data, self._clock())
-        state.events.append(event)
-        if len(state.events) > self.max_events:
-            state.events.popleft()
-        state.ids[id] = event
+        events, sizes = state.events, state.sizes
+        events.append(event)
+        sizes.append(size)
+        state.held_bytes += size
+        # The new event alone fits (checked above), so this never drops it.
+        while len(events) > self.max_events or state.held_bytes > self.max_bytes:
+            events.popleft()
+            state.held_bytes -= sizes.popleft()
+        state.ids[id] = event.seq
         if kind == "set" and isinstance(data, dict) and "target" in data:
             state.state[data["target"]] = data.get("value")
         if len(state.ids) > self.max_ids:
             state.ids.popitem(last=False)
         return Appended(event, duplicate=False)
+
+    @staticmethod
+    def _held_or_stub(state: _Room, room: str, seq: int, id: str) -> Event:
+        events = state.events
+        if events and seq >= events[0].seq:
+            return events[seq - events[0].seq]
+        return Event(room, seq, id, "", "", None)  # past retention; its id and seq are not
 
     async def read_after(self, room: str, seq: int, limit: int | None = None) -> list[Event]:
         state = self._rooms.get(room)
@@ -149,6 +245,11 @@ class MemoryEventLog:
     async def state(self, room: str) -> dict[str, Any]:
         state = self._rooms.get(room)
         return {} if state is None else dict(state.state)
+
+    async def held_bytes(self, room: str) -> int:
+        """The stored size of the events ``room`` holds (at most ``max_bytes``)."""
+        state = self._rooms.get(room)
+        return 0 if state is None else state.held_bytes
 
     async def first_seq(self, room: str) -> int:
         """The oldest seq still held (``last_seq + 1`` when none is held)."""

@@ -15,11 +15,12 @@ module's docstring first) — ``append``, ``read_after``, ``last_seq``,
   own appends (the memory and SQLite logs have no such attribute).
 
 Data layout (``prefix`` defaults to ``wsdemo``; ``{room}`` is a Redis Cluster
-hash tag, so a room's three keys live on one node and one script may touch them)::
+hash tag, so a room's keys live on one node and one script may touch them)::
 
     wsdemo:{room}:seq     string  the room's newest seq (never trimmed, never expires)
     wsdemo:{room}:events  stream  one entry per event; entry id "<seq>-0";
-                                  fields: id sender kind data(JSON) time attempt
+                                  fields: id sender kind data(JSON) time attempt size
+    wsdemo:{room}:bytes   string  the sum of the held entries' ``size`` fields
     wsdemo:{room}:ids     zset    dedupe record: member = message id, score = its seq
     wsdemo:{room}:state   hash    each control's latest value (JSON) by target, from
                                   the room's ``set`` events; never trimmed
@@ -32,15 +33,24 @@ The append script (``_APPEND`` below), atomic as a whole:
 
 1. ``ZSCORE ids <id>`` — already accepted? answer the first seq (and the event,
    while the stream still holds it); change nothing;
-2. ``seq = GET seq + 1``; ``XADD events MAXLEN <max_events> <seq>-0 ...`` —
-   the first write, and the only one that could fail (an id not above the
-   stream's last), so a failure leaves nothing half-written; then ``SET seq``;
+2. an event whose size (:func:`wsdemo.core.eventlog.stored_size`, computed
+   here from the same strings: Lua's ``#`` counts bytes) is over ``max_bytes``
+   is refused (``too-large``), nothing written;
+   ``seq = GET seq + 1``; ``XADD events <seq>-0 ... size <size>`` — the first
+   write, and the only one that could fail (an id not above the stream's last),
+   so a failure leaves nothing half-written; then ``SET seq``;
 3. ``ZADD ids <seq> <id>`` and drop ids more than ``max_ids`` seqs old — the
    dedupe record outlives the events (``max_ids >= max_events``): a retry can come late;
    for a ``set``, ``HSET state <target> <value>`` — a restarted server puts its
    controls back from it, even when the set events are past retention;
-4. with ``max_age``: ``XTRIM events MINID <first fresh seq>-0``, the first fresh
-   seq found by bisection over the stream (entry times never go backwards).
+4. retention: walk the oldest entries (``XRANGE``, a few at a time) while the
+   room is over ``max_events``, over ``max_bytes`` (the ``bytes`` counter plus
+   the new size) or, with ``max_age``, older than the first fresh seq (found by
+   bisection over the stream: entry times never go backwards), never reaching
+   the new entry; then ``XTRIM events MINID <first kept seq>-0`` and ``SET bytes``
+   to what is left. The counter changes in the same script as the stream, so it
+   is exact whatever runs concurrently; a room written before the counter
+   existed gets it summed from its stream once, at its next append.
 
 The script starts with ``#!lua``: Redis (7.0 and later) then refuses the whole
 script up front when it is out of memory, instead of failing after a first write.
@@ -109,7 +119,15 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..core.eventlog import Appended, Event
+from ..core.eventlog import (
+    DEFAULT_MAX_BYTES,
+    EVENT_OVERHEAD,
+    Appended,
+    Event,
+    EventTooLarge,
+    check_limits,
+    encode_data,
+)
 from .sqlite import EventLogError
 
 __all__ = ["RedisEventLog", "EventLogError", "EventLogUnavailable", "EventsMissing"]
@@ -157,6 +175,28 @@ local function seq_of(entry)
   return tonumber(string.match(entry[1], '^(%d+)'))
 end
 
+-- An entry's stored size: its 'size' field, or for an entry written before
+-- sizes were stored, the same sum computed from its fields.
+local function size_of(entry, overhead)
+  local size = field(entry, 'size')
+  if size then return tonumber(size) end
+  return #(field(entry, 'id') or '') + #(field(entry, 'sender') or '')
+         + #(field(entry, 'data') or '') + overhead
+end
+
+-- The room's byte counter, summed from the stream when it does not exist yet.
+local function held_bytes(bytes_key, events_key, overhead)
+  local held = redis.call('GET', bytes_key)
+  if held then return tonumber(held) end
+  local total, start = 0, '-'
+  while true do
+    local batch = redis.call('XRANGE', events_key, start, '+', 'COUNT', 256)
+    if #batch == 0 then return total end
+    for _, entry in ipairs(batch) do total = total + size_of(entry, overhead) end
+    start = '(' .. batch[#batch][1]
+  end
+end
+
 local function redis_now()
   local t = redis.call('TIME')
   return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
@@ -183,10 +223,11 @@ local function first_fresh(key, cutoff)
 end
 """
 
-# KEYS: seq, events, ids
+# KEYS: seq, events, ids, state, bytes
 # ARGV: id, sender, kind, data, attempt, time ('' = Redis's clock), max_events,
-#       max_ids, max_age ('' = none)
-# Returns {'new', seq, time} or {'duplicate', seq, fields-or-false}.
+#       max_ids, max_age ('' = none), target ('' = not a set), value, max_bytes,
+#       overhead (EVENT_OVERHEAD)
+# Returns {'new', seq, time}, {'duplicate', seq, fields-or-false} or {'too-large', size}.
 _APPEND = "#!lua\n" + _HELPERS + """
 local first = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if first then
@@ -194,6 +235,12 @@ if first then
   local held = redis.call('XRANGE', KEYS[2], at, at)[1]
   return {'duplicate', tonumber(first), held and held[2] or false}
 end
+
+local overhead = tonumber(ARGV[13])
+local max_bytes = tonumber(ARGV[12])
+local size = #ARGV[1] + #ARGV[2] + #ARGV[4] + overhead
+if size > max_bytes then return {'too-large', size} end
+local held = held_bytes(KEYS[5], KEYS[2], overhead) + size
 
 local now = ARGV[6]
 if now == '' then now = redis_now() end
@@ -205,9 +252,9 @@ end
 
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local seq_text = string.format('%d', seq)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], seq_text .. '-0',
+redis.call('XADD', KEYS[2], seq_text .. '-0',
            'id', ARGV[1], 'sender', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4],
-           'time', now, 'attempt', ARGV[5])
+           'time', now, 'attempt', ARGV[5], 'size', string.format('%d', size))
 redis.call('SET', KEYS[1], seq_text)
 redis.call('ZADD', KEYS[3], seq_text, ARGV[1])
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[4], ARGV[10], ARGV[11]) end
@@ -215,10 +262,39 @@ local max_ids = tonumber(ARGV[8])
 if seq > max_ids then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', seq - max_ids))
 end
-if ARGV[9] ~= '' then
-  local fresh = first_fresh(KEYS[2], tonumber(now) - tonumber(ARGV[9]))
-  if fresh then redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-0', fresh)) end
+
+-- Retention: the oldest entries go while the room is over a bound; the new
+-- entry fits alone (checked above) and is never reached.
+local fresh = nil
+if ARGV[9] ~= '' then fresh = first_fresh(KEYS[2], tonumber(now) - tonumber(ARGV[9])) end
+local count = redis.call('XLEN', KEYS[2])
+local max_events = tonumber(ARGV[7])
+local last_dropped = nil
+if count > max_events or held > max_bytes or fresh then
+  local start, batch_size = '-', math.max(1, count - max_events)
+  local done = false
+  while not done do
+    local batch = redis.call('XRANGE', KEYS[2], start, '(' .. seq_text .. '-0',
+                             'COUNT', batch_size)
+    if #batch == 0 then break end
+    for _, entry in ipairs(batch) do
+      local old = seq_of(entry)
+      if count <= max_events and held <= max_bytes and not (fresh and old < fresh) then
+        done = true
+        break
+      end
+      count = count - 1
+      held = held - size_of(entry, overhead)
+      last_dropped = old
+    end
+    start = '(' .. batch[#batch][1]
+    batch_size = math.min(batch_size * 2, 256)
+  end
 end
+if last_dropped then
+  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-0', last_dropped + 1))
+end
+redis.call('SET', KEYS[5], string.format('%d', held))
 return {'new', seq, now}
 """
 
@@ -237,6 +313,11 @@ else
 end
 if first == nil or first > last then return last + 1 end
 return first
+"""
+
+# KEYS: bytes, events   ARGV: overhead
+_HELD_BYTES = "#!lua flags=no-writes\n" + _HELPERS + """
+return held_bytes(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 """
 
 
@@ -285,6 +366,7 @@ class RedisEventLog:
         *,
         max_events: int = 1_000_000,
         max_ids: int = 1_000_000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         max_age: float | None = None,
         prefix: str = "wsdemo",
         timeout: float = 2.0,
@@ -293,8 +375,7 @@ class RedisEventLog:
         retry_max: float = 2.0,
         clock: Callable[[], float] | None = None,
     ):
-        if max_events < 1 or max_ids < 1:
-            raise ValueError("max_events and max_ids must be at least 1")
+        check_limits(max_events, max_ids, max_bytes)
         if max_age is not None and max_age <= 0:
             raise ValueError("max_age must be positive")
         if not prefix or "{" in prefix or "}" in prefix:
@@ -303,6 +384,7 @@ class RedisEventLog:
         self.url = url
         self.max_events = max_events
         self.max_ids = max(max_ids, max_events)
+        self.max_bytes = max_bytes
         self.max_age = max_age
         self.prefix = prefix
         self.timeout = timeout
@@ -331,6 +413,7 @@ class RedisEventLog:
         self._following = redis.asyncio.from_url(url, socket_timeout=block + timeout, **common)
         self._append_script = self._redis.register_script(_APPEND)
         self._first_script = self._redis.register_script(_FIRST_HELD)
+        self._held_script = self._redis.register_script(_HELD_BYTES)
 
     # --- opening -----------------------------------------------------------------
 
@@ -381,6 +464,9 @@ class RedisEventLog:
     def _state_key(self, room: str) -> str:
         return f"{self.prefix}:{{{room}}}:state"
 
+    def _bytes_key(self, room: str) -> str:
+        return f"{self.prefix}:{{{room}}}:bytes"
+
     @staticmethod
     def _event(room: str, entry_id: str, fields: dict[str, str]) -> Event:
         return Event(room, int(entry_id.split("-", 1)[0]), fields["id"], fields["sender"],
@@ -422,7 +508,7 @@ class RedisEventLog:
 
     async def append(self, room: str, id: str, sender: str, kind: str, data: Any) -> Appended:
         """Assign the room's next seq in Redis (or recognise ``id``); returns once Redis has it."""
-        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        text = encode_data(data)
         attempt = uuid.uuid4().hex
         target, value = "", ""
         if kind == "set" and isinstance(data, dict) and isinstance(data.get("target"), str):
@@ -430,10 +516,12 @@ class RedisEventLog:
             value = json.dumps(data.get("value"), separators=(",", ":"), allow_nan=False)
         args = [id, sender, kind, text, attempt, self._now_arg(), self.max_events,
                 self.max_ids, "" if self.max_age is None else repr(float(self.max_age)),
-                target, value]
-        keys = [*self._keys(room), self._state_key(room)]
-        status, seq, extra = await self._run(
-            "append", lambda: self._append_script(keys=keys, args=args))
+                target, value, self.max_bytes, EVENT_OVERHEAD]
+        keys = [*self._keys(room), self._state_key(room), self._bytes_key(room)]
+        reply = await self._run("append", lambda: self._append_script(keys=keys, args=args))
+        if reply[0] == "too-large":  # nothing was written
+            raise EventTooLarge(id, int(reply[1]), self.max_bytes)
+        status, seq, extra = reply
         seq = int(seq)
         if status == "new":
             return Appended(Event(room, seq, id, sender, kind, data, float(extra)), False)
@@ -465,6 +553,12 @@ class RedisEventLog:
         args = [self._now_arg(), "" if self.max_age is None else repr(float(self.max_age))]
         return int(await self._run("first_seq", lambda: self._first_script(
             keys=[seq_key, events], args=args)))
+
+    async def held_bytes(self, room: str) -> int:
+        """The stored size of the events ``room`` holds (at most ``max_bytes``)."""
+        keys = [self._bytes_key(room), self._keys(room)[1]]
+        return int(await self._run("held_bytes", lambda: self._held_script(
+            keys=keys, args=[EVENT_OVERHEAD])))
 
     async def state(self, room: str) -> dict[str, Any]:
         """Each control's latest value in ``room``, by target (from its ``set`` events)."""

@@ -11,9 +11,16 @@ module's docstring first), kept in a file:
 * the dedupe record (room, id → seq) is stored with the events in the same
   transaction, so a retry after a restart is still recognised; it is kept longer
   than the events themselves (``max_ids``), because a retry can come late;
-* retention: at most ``max_events`` per room, and none older than ``max_age``
-  seconds when given — the oldest go first, and ``first_seq`` says where the
-  held history now starts.
+* retention: at most ``max_events`` events and ``max_bytes`` bytes per room
+  (sizes as defined in :mod:`wsdemo.core.eventlog`), and none older than
+  ``max_age`` seconds when given — the oldest go first, and ``first_seq`` says
+  where the held history now starts. Each event's size is stored with it, and
+  the room's total in ``rooms.held_bytes``, updated in the append's own
+  transaction (and savepoint): no ``SUM()`` per append, and a rolled-back append
+  leaves the total as it was.
+
+Schema 2 added the sizes; a schema-1 file is upgraded when it is opened (sizes
+computed from the stored columns, each room's total summed once).
 
 All SQLite calls run on one worker thread, in order: the event loop never
 blocks on a disk sync, and appends commit in the order they were made, so
@@ -42,18 +49,31 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..core.eventlog import Appended, Event
+from ..core.eventlog import (
+    DEFAULT_MAX_BYTES,
+    EVENT_OVERHEAD,
+    Appended,
+    Event,
+    EventTooLarge,
+    check_limits,
+    encode_data,
+    stored_size,
+)
 
 __all__ = ["SQLiteEventLog", "EventLogError"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,
+    held_bytes INTEGER NOT NULL DEFAULT 0  -- sum(events.size) of the room
+);
 CREATE TABLE IF NOT EXISTS events (
     room TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, sender TEXT NOT NULL,
     kind TEXT NOT NULL, data TEXT NOT NULL, time REAL NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,  -- stored_size(id, sender, data)
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ids (
@@ -65,6 +85,17 @@ CREATE TABLE IF NOT EXISTS state (
     room TEXT NOT NULL, target TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (room, target)
 ) WITHOUT ROWID;
+"""
+
+# Schema 1 → 2: the same size as stored_size(), computed by SQLite (CAST AS BLOB
+# counts UTF-8 bytes), then each room's total once.
+_UPGRADE_1 = f"""
+ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET size = length(CAST(data AS BLOB)) + length(CAST(id AS BLOB))
+                         + length(CAST(sender AS BLOB)) + {EVENT_OVERHEAD};
+ALTER TABLE rooms ADD COLUMN held_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE rooms SET held_bytes = (SELECT coalesce(sum(size), 0) FROM events
+                               WHERE events.room = rooms.room);
 """
 
 
@@ -86,17 +117,18 @@ class SQLiteEventLog:
         *,
         max_events: int = 1_000_000,
         max_ids: int = 1_000_000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         max_age: float | None = None,
         synchronous: str = "FULL",
         clock: Any = time.time,
     ):
-        if max_events < 1 or max_ids < 1:
-            raise ValueError("max_events and max_ids must be at least 1")
+        check_limits(max_events, max_ids, max_bytes)
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
         self.path = Path(path)
         self.max_events = max_events
         self.max_ids = max(max_ids, max_events)
+        self.max_bytes = max_bytes
         self.max_age = max_age
         self.synchronous = synchronous
         self._clock = clock
@@ -140,6 +172,12 @@ class SQLiteEventLog:
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] == "1":
+                for statement in _UPGRADE_1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'",
+                           (str(SCHEMA_VERSION),))
             elif row[0] != str(SCHEMA_VERSION):
                 db.execute("ROLLBACK")
                 raise EventLogError(
@@ -195,17 +233,23 @@ class SQLiteEventLog:
 
     def _append(self, db: sqlite3.Connection, room: str, id: str, sender: str, kind: str,
                 data: Any) -> Appended:
-        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        text = encode_data(data)
         now = self._clock()
-        # Inside the batch's transaction (see _append_batch).
+        # Inside the batch's transaction and this append's savepoint (see _append_batch):
+        # an exception here undoes this append's writes, the room's total included.
         row = db.execute("SELECT seq FROM ids WHERE room = ? AND id = ?", (room, id)).fetchone()
         if row is not None:
             return Appended(self._event_or_stub(room, row[0], id), duplicate=True)
-        row = db.execute("SELECT last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
+        size = stored_size(id, sender, text)
+        if size > self.max_bytes:
+            raise EventTooLarge(id, size, self.max_bytes)
+        row = db.execute("SELECT last_seq, held_bytes FROM rooms WHERE room = ?",
+                         (room,)).fetchone()
         seq = (row[0] if row else 0) + 1
-        db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?)", (room, seq))
-        db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (room, seq, id, sender, kind, text, now))
+        held = (row[1] if row else 0) + size
+        db.execute("INSERT INTO events (room, seq, id, sender, kind, data, time, size) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (room, seq, id, sender, kind, text, now, size))
         db.execute("INSERT INTO ids VALUES (?, ?, ?)", (room, id, seq))
         if kind == "set" and isinstance(data, dict) and "target" in data:
             # The control's latest value, in the same transaction: retention
@@ -213,17 +257,37 @@ class SQLiteEventLog:
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
                        (room, str(data["target"]),
                         json.dumps(data.get("value"), allow_nan=False), seq))
-        self._retain(db, room, seq, now)
+        held = self._retain(db, room, seq, now, held)
+        db.execute("INSERT OR REPLACE INTO rooms (room, last_seq, held_bytes) VALUES (?, ?, ?)",
+                   (room, seq, held))
         return Appended(Event(room, seq, id, sender, kind, data, now), duplicate=False)
 
-    def _retain(self, db: sqlite3.Connection, room: str, seq: int, now: float) -> None:
+    def _retain(self, db: sqlite3.Connection, room: str, seq: int, now: float,
+                held: int) -> int:
+        """Drop what is past retention in ``room`` (never ``seq``, the event just
+        added); returns the bytes the room still holds."""
         if seq > self.max_events:
-            db.execute("DELETE FROM events WHERE room = ? AND seq <= ?",
-                       (room, seq - self.max_events))
+            held -= _drop(db, room, "seq <= ?", seq - self.max_events)
         if seq > self.max_ids:
             db.execute("DELETE FROM ids WHERE room = ? AND seq <= ?", (room, seq - self.max_ids))
         if self.max_age is not None and seq % 64 == 0:  # by age: now and then is enough
-            db.execute("DELETE FROM events WHERE room = ? AND time < ?", (room, now - self.max_age))
+            held -= _drop(db, room, "time < ?", now - self.max_age)
+        if held > self.max_bytes:
+            # The oldest first, until what is left fits; usually one or two rows read.
+            excess, last = held - self.max_bytes, None
+            oldest = db.execute("SELECT seq, size FROM events WHERE room = ? AND seq < ? "
+                                "ORDER BY seq", (room, seq))
+            try:
+                for old_seq, old_size in oldest:
+                    excess -= old_size
+                    last = old_seq
+                    if excess <= 0:
+                        break
+            finally:
+                oldest.close()
+            if last is not None:
+                held -= _drop(db, room, "seq <= ?", last)
+        return held
 
     def _event_or_stub(self, room: str, seq: int, id: str) -> Event:
         assert self._db is not None
@@ -250,6 +314,11 @@ class SQLiteEventLog:
     def _last_seq(self, room: str) -> int:
         assert self._db is not None
         row = self._db.execute("SELECT last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
+        return row[0] if row else 0
+
+    def _held_bytes(self, room: str) -> int:
+        assert self._db is not None
+        row = self._db.execute("SELECT held_bytes FROM rooms WHERE room = ?", (room,)).fetchone()
         return row[0] if row else 0
 
     def _first_seq(self, room: str) -> int:
@@ -304,6 +373,10 @@ class SQLiteEventLog:
     async def state(self, room: str) -> dict[str, Any]:
         return await self._run(self._state, room)
 
+    async def held_bytes(self, room: str) -> int:
+        """The stored size of the events ``room`` holds (at most ``max_bytes``)."""
+        return await self._run(self._held_bytes, room)
+
     def new_id(self, prefix: str = "local") -> str:
         return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
@@ -314,6 +387,12 @@ class SQLiteEventLog:
 
     def __repr__(self) -> str:
         return f"<SQLiteEventLog {str(self.path)!r} synchronous={self.synchronous}>"
+
+
+def _drop(db: sqlite3.Connection, room: str, where: str, bound: Any) -> int:
+    """Delete the room's events matching ``where``; returns the bytes they held."""
+    return sum(size for (size,) in db.execute(
+        f"DELETE FROM events WHERE room = ? AND {where} RETURNING size", (room, bound)))
 
 
 def _settle(future: asyncio.Future, result: Any) -> None:
