@@ -93,3 +93,16 @@ async def test_a_server_without_rfc_8441_never_lets_the_client_try():
                                       if "ENABLE_CONNECT_PROTOCOL" in line)
     finally:
         await conv.close()
+
+
+def test_each_bad_extended_connect_gets_its_own_refusal():
+    from wsdemo.lab.http2 import refusals
+
+    answers = dict(refusals())
+    assert answers["our client, before the server's SETTINGS"].startswith("not sent")
+    assert answers["CONNECT before the server's SETTINGS"] == "RST_STREAM PROTOCOL_ERROR"
+    assert answers["CONNECT to a server without the setting"] == "RST_STREAM PROTOCOL_ERROR"
+    assert answers["sec-websocket-version: 8"] == ":status 400, sec-websocket-version: 13"
+    assert answers[":protocol chat"] == ":status 501"
+    assert answers["CONNECT without :protocol (a tunnel)"] == ":status 501"
+    assert answers["CONNECT with :path but no :protocol"].startswith("GOAWAY PROTOCOL_ERROR")

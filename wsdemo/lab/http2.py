@@ -23,10 +23,16 @@ import json
 from collections.abc import Callable
 from typing import Any, Self
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+
 from ..tap import Tap
 from ..tap.decode import Direction
 from ..tap.http2 import Http2Decoder, Item, view_table
 from ..wire.connection import TextMessage
+from ..wire.errors import LocalProtocolError
 from ..wire.http2 import (
     H2Client,
     H2Server,
@@ -35,7 +41,7 @@ from ..wire.http2 import (
     WebSocketRequested,
 )
 
-__all__ = ["Client", "Conversation", "EchoServer"]
+__all__ = ["Client", "Conversation", "EchoServer", "refusals"]
 
 SUBPROTOCOL = "wsdemo.v1"
 _READ = 65536
@@ -281,3 +287,66 @@ class Conversation:
             await self.tap.wait_closed(timeout=5)
         await self.tap.close()
         await self.server.close()
+
+
+# ---------------------------------------------------------------- refusals, sans-I/O
+
+_CONNECT = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+            (":path", "/ws"), (":authority", "wsdemo.test"), ("sec-websocket-version", "13")]
+
+
+def _replace(name: str, value: str | None) -> list[tuple[str, str]]:
+    """The valid CONNECT with one field changed in place (None: left out)."""
+    return [(k, v if k != name else value) for k, v in _CONNECT
+            if k != name or value is not None]
+
+
+_CASES: list[tuple[str, list[tuple[str, str]], dict[str, bool]]] = [
+    ("CONNECT before the server's SETTINGS", _CONNECT, {"wait": False}),
+    ("CONNECT to a server without the setting", _CONNECT, {"enable": False}),
+    ("sec-websocket-version: 8", _replace("sec-websocket-version", "8"), {}),
+    (":protocol chat", _replace(":protocol", "chat"), {}),
+    ("CONNECT without :protocol (a tunnel)",
+     [(":method", "CONNECT"), (":authority", "wsdemo.test:443")], {}),
+    ("CONNECT with :path but no :protocol", _replace(":protocol", None), {}),
+]
+
+
+def _answer(events: list[h2.events.Event]) -> str:
+    for event in events:
+        if isinstance(event, h2.events.ResponseReceived):
+            fields = {k.decode(): v.decode() for k, v in event.headers}
+            extra = ("" if "sec-websocket-version" not in fields
+                     else f", sec-websocket-version: {fields['sec-websocket-version']}")
+            return f":status {fields[':status']}{extra}"
+        if isinstance(event, h2.events.StreamReset):
+            return f"RST_STREAM {h2.errors.ErrorCodes(event.error_code).name}"
+        if isinstance(event, h2.events.ConnectionTerminated):
+            return f"GOAWAY {h2.errors.ErrorCodes(event.error_code).name} (whole connection)"
+    return "no answer"
+
+
+def refusals() -> list[tuple[str, str]]:
+    """What :class:`~wsdemo.wire.http2.H2Server` answers to each bad extended CONNECT.
+
+    Sans-I/O, no socket: a bare h2 client crafts each request (with h2's own
+    checks of what it sends turned off), the server reads it, the client reads
+    the answer. The first row is our own client, which refuses to send at all.
+    """
+    rows = []
+    try:
+        H2Client("wsdemo.test").open_websocket("/ws")
+    except LocalProtocolError as exc:
+        rows.append(("our client, before the server's SETTINGS", f"not sent: {exc}"))
+    for case, headers, options in _CASES:
+        raw = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=False))
+        raw.initiate_connection()
+        server = H2Server(enable_websocket=options.get("enable", True))
+        if options.get("wait", True):  # settings both ways, acknowledged
+            server.receive_data(raw.data_to_send())
+            raw.receive_data(server.data_to_send())
+        raw.send_headers(1, headers)
+        server.receive_data(raw.data_to_send())
+        rows.append((case, _answer(raw.receive_data(server.data_to_send()))))
+    return rows
