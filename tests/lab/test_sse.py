@@ -304,3 +304,26 @@ def test_conclusions_say_what_held_and_what_did_not():
     assert "WebSocket was NOT the cheapest" in text
     assert "SSE: more than 20 ms above the one-way delay" in text
     assert "slower than push at 2" in text and "not clearly behind push" in text
+
+
+def test_a_stream_after_other_exchanges_on_a_kept_alive_connection_is_found():
+    # what Chromium does: the page's own connection, kept alive, carries the EventSource
+    from wsdemo.tap.capture import Capture
+
+    cap = Capture()
+    conn = cap.open_connection()
+    cap.record(conn, C2S, b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n", t=1.0)
+    cap.record(conn, S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", t=1.1)
+    cap.record(conn, C2S, b"GET /events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 4\r\n\r\n", t=2.0)
+    cap.record(conn, S2C, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n", t=2.1)
+    cap.record(conn, S2C, b"12\r\nid: 5\ndata: five\n\n\r\n", t=2.5)  # 0x12 = 18 bytes
+    view = read_event_stream(cap, conn)
+    assert view.request.header("last-event-id") == "4"
+    assert view.head_t == 2.1
+    (event,) = view.events
+    assert (event.event.data, event.event.last_event_id, event.t, event.nbytes) == (
+        "five", "5", 2.5, 4 + 18 + 2)
+    arrows, _ = conversation(cap)
+    assert [a.label.split(" ")[0] for a in arrows] == ["GET", "HTTP/1.1", "GET", "HTTP/1.1",
+                                                        "id:"]

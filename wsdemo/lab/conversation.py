@@ -57,6 +57,10 @@ def conversation(capture: Capture) -> tuple[list[Arrow], list[tuple[float, float
     for conn in capture.connections:
         if _is_event_stream(capture, conn):
             view = read_event_stream(capture, conn)
+            for m in capture.messages:  # exchanges that came before the stream, if any
+                if m.conn == conn and m.kind == "http" and m.item is not view.request:
+                    arrows.append(Arrow((m.t - t0) * 1000, m.direction, m.http.start_line,
+                                        m.nbytes, message_colour(m)))
             arrows.append(Arrow((view.request_t - t0) * 1000, Direction.C2S,
                                 view.request.start_line, len(view.request.raw),
                                 KIND_COLOURS["http"]))

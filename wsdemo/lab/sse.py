@@ -323,18 +323,30 @@ def read_event_stream(capture: Capture, conn: int | None = None) -> EventStreamV
     The tap decodes a response once it has all of it; an event stream is
     never all there, so this reads the raw server→client chunks instead: the
     response head, then chunk by chunk, each event timed by the chunk that
-    completed it. ``ValueError`` if the connection holds no event stream.
+    completed it. The stream is the connection's last response: a browser
+    may send its EventSource request on a kept-alive connection that already
+    carried other exchanges, which are skipped. ``ValueError`` if the
+    connection holds no event stream.
     """
     if conn is None:
         if not capture.connections:
             raise ValueError("the capture holds no connection")
         conn = min(capture.connections)
     requests = [m for m in capture.http if m.conn == conn and m.http.is_request]
-    if not requests:
-        raise ValueError(f"connection {conn} carried no request")
-    chunks = [c for c in capture.chunks if c.conn == conn and c.direction is Direction.S2C
-              and not c.eof]
-    raw = b"".join(c.data for c in chunks)
+    answered = [m for m in capture.http if m.conn == conn and not m.http.is_request]
+    if len(requests) <= len(answered):
+        raise ValueError(f"connection {conn}: no request still being answered")
+    request = requests[len(answered)]
+    skip = answered[-1].offset + answered[-1].nbytes if answered else 0
+    chunks, seen = [], 0
+    for c in capture.chunks:
+        if c.conn != conn or c.direction is not Direction.S2C or c.eof:
+            continue
+        seen += len(c.data)
+        if seen > skip:
+            # the part of this chunk past the complete responses
+            chunks.append((c.data[max(0, len(c.data) - (seen - skip)):], c.t))
+    raw = b"".join(data for data, _ in chunks)
     end = raw.find(b"\r\n\r\n")
     if end < 0:
         raise ValueError(f"connection {conn}: no complete response head")
@@ -348,9 +360,9 @@ def read_event_stream(capture: Capture, conn: int | None = None) -> EventStreamV
                   for k, v in headers)
     # wire offset at which each chunk ends, to time what completed in it
     ends, total = [], 0
-    for c in chunks:
-        total += len(c.data)
-        ends.append((total, c.t))
+    for data, t in chunks:
+        total += len(data)
+        ends.append((total, t))
 
     def time_at(offset: int) -> float:
         return next(t for e, t in ends if e >= offset)
@@ -392,7 +404,6 @@ def read_event_stream(capture: Capture, conn: int | None = None) -> EventStreamV
                                           text.decode("utf-8", "replace").strip()))
                 last_end = offset
                 text = b""
-    request = requests[0]
     return EventStreamView(
         conn=conn, request=request.http, request_t=request.t, status_line=status_line,
         headers=headers, head_nbytes=head_len, head_t=time_at(head_len),
