@@ -1,4 +1,4 @@
-"""Who you are and what you may do: JWT tokens (HS256, PyJWT) for the control server.
+"""Who you are and what you may do: JWT tokens (PyJWT) for the control server.
 
 The server's access hook (:mod:`wsdemo.core.access`) asks two questions; this module
 answers them from a signed token that the client sends in its first message::
@@ -13,8 +13,9 @@ answers them from a signed token that the client sends in its first message::
 Tokens
 ======
 
-A token is a standard JWT (RFC 7519) signed with HMAC-SHA256 (``HS256``,
-RFC 7518 §3.2), so any JWT tool can read it::
+A token is a standard JWT (RFC 7519), so any JWT tool can read it. The ones this
+module issues are signed with HMAC-SHA256 (``HS256``, RFC 7518 §3.2) with a
+secret from a :class:`KeyRing`::
 
     header   {"alg": "HS256", "typ": "JWT", "kid": "k1"}
     payload  {"sub": "ada", "iat": 1700000000, "exp": 1700000600,
@@ -27,14 +28,31 @@ Grants add up; nothing is ever denied by a grant. Times are whole seconds.
 
 A token is *signed, not encrypted*: anyone holding it can read every claim.
 
+Tokens from an identity provider are accepted too: signed with ``RS256``,
+``ES256`` (P-256) or ``EdDSA`` (Ed25519) by the provider's private key, and
+verified with its public keys, from PEM files or a JWKS file
+(:class:`~wsdemo.auth.public.PublicKeys`)::
+
+    access = JWTAccess(public_keys=PublicKeys.from_jwks_file("jwks.json"),
+                       issuer="https://idp.example", audience="wsdemo.v1")
+
+Such an access object verifies only; issuing a token (and ``POST /token``)
+needs an HS256 :class:`KeyRing`. Both may be given: ``JWTAccess(ring,
+public_keys=keys)``. Whatever signed it, a token goes through the same checks.
+
 What :meth:`JWTAccess.verify` refuses, and why:
 
-* any ``alg`` but ``HS256`` — ``none`` would let anyone write their own token,
-  and accepting an asymmetric algorithm next to HS256 opens "algorithm
-  confusion" (an HMAC made with the *public* key). The algorithm is fixed here,
-  never read from the token (RFC 8725 §2.1, §3.1);
-* a ``kid`` that is not in the :class:`KeyRing` — a key is removed from the
-  ring to retire it, and every token it signed stops working;
+* an ``alg`` other than the one its key pins — a key verifies exactly one
+  algorithm, decided when the key was loaded (an HS256 secret: ``HS256``; a
+  public key: by its type, RSA → ``RS256``, P-256 → ``ES256``, Ed25519 →
+  ``EdDSA``), never read from the token (RFC 8725 §2.1, §3.1). ``none`` would
+  let anyone write their own token; and a verifier that let the token choose
+  would check an ``HS256`` token whose HMAC secret is the *public* key's bytes,
+  which everyone has ("algorithm confusion"). Here that token names a kid whose
+  key pins ``RS256`` (or another asymmetric algorithm), so it is refused;
+* a ``kid`` that is in neither the :class:`KeyRing` nor the public keys — a key
+  is removed to retire it, and every token it signed stops working (a kid in
+  both is refused as ambiguous);
 * a bad signature, a wrong issuer or audience, a missing ``sub``/``iat``/``exp``;
 * an expired token (``exp`` in the past by more than ``leeway`` seconds, a small
   allowance for clocks that disagree) — and a connection whose token expires
@@ -57,10 +75,11 @@ it in ``hello``. Passwords are kept as scrypt hashes.
 
 Layering: token logic imports no Tornado; the endpoint, :mod:`wsdemo.auth.endpoint`,
 is imported only when a server asks for its routes. PyJWT itself imports ``socket``/``ssl`` for
-its JWKS client, which this module does not use.
+its JWKS client, which is never used: a JWKS is read from a file, never fetched here.
 
 Why one file of this length: each rule of verification sits next to the reason it
-exists; key files live in :mod:`wsdemo.auth.keyfile`.
+exists; HS256 key files live in :mod:`wsdemo.auth.keyfile`, public keys in
+:mod:`wsdemo.auth.public`.
 """
 
 from __future__ import annotations
@@ -80,6 +99,7 @@ import jwt
 
 from ..core.access import ACTIONS, AccessDenied, Principal
 from ..core.protocol import CloseCode, ProtocolError, check_value
+from .public import PUBLIC_ALGORITHMS, PublicKeys
 
 __all__ = [
     "ALGORITHM",
@@ -94,7 +114,7 @@ __all__ = [
 
 logger = logging.getLogger("wsdemo.auth")
 
-ALGORITHM = "HS256"
+ALGORITHM = "HS256"  # what this module signs with; public keys pin their own
 ISSUER = "wsdemo"
 AUDIENCE = "wsdemo.v1"
 DEFAULT_TTL = 15 * 60
@@ -324,24 +344,40 @@ def _hash_password(password: str, salt: bytes) -> bytes:
 
 
 class JWTAccess:
-    """The server's access hook, answered from HS256 JWTs (see the module docstring).
+    """The server's access hook, answered from JWTs (see the module docstring).
 
-    ``leeway`` is the clock allowance in seconds; ``ttl`` the lifetime of the
-    tokens the endpoint issues.
+    ``keys`` (HS256 secrets, which also issue tokens) or ``public_keys`` (RS256,
+    ES256, EdDSA from PEM or JWKS files, verify only), or both. ``leeway`` is the
+    clock allowance in seconds; ``ttl`` the lifetime of the tokens the endpoint issues.
     """
 
     open = False
 
     def __init__(
         self,
-        keys: KeyRing,
+        keys: KeyRing | None = None,
         *,
+        public_keys: PublicKeys | None = None,
         issuer: str = ISSUER,
         audience: str = AUDIENCE,
         leeway: float = DEFAULT_LEEWAY,
         ttl: float = DEFAULT_TTL,
     ):
+        if keys is None and public_keys is None:
+            raise ValueError("JWTAccess needs keys (an HS256 KeyRing), public_keys, or both")
+        if keys is not None and not isinstance(keys, KeyRing):
+            raise TypeError("keys must be a KeyRing")
+        if public_keys is not None and not isinstance(public_keys, PublicKeys):
+            raise TypeError("public_keys must be a PublicKeys")
+        both = set(keys.kids if keys else ()) & set(public_keys.kids if public_keys else ())
+        if both:
+            raise ValueError(f"key ids {sorted(both)} are both an HS256 secret and a public "
+                             "key: a kid must name one key")
         self.keys = keys
+        self.public_keys = public_keys
+        # The algorithms any key here could pin: a token naming another is refused at once.
+        self._algorithms = ((ALGORITHM,) if keys is not None else ()) + (
+            PUBLIC_ALGORITHMS if public_keys is not None else ())
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
@@ -357,12 +393,25 @@ class JWTAccess:
     def issue_token(self, user: str, permissions: Permissions, ttl: float | None = None, *,
                     now: float | None = None) -> str:
         """A token signed with the ring's current key (see :func:`issue_token`)."""
+        if self.keys is None:
+            raise LookupError("this JWTAccess only verifies (public keys): issuing a token "
+                              "needs an HS256 KeyRing, JWTAccess(keys=...)")
         return issue_token(user, permissions, keys=self.keys,
                            ttl=self.ttl if ttl is None else ttl, now=now,
                            issuer=self.issuer, audience=self.audience)
 
     def verify(self, token: Any) -> Principal:
-        """The principal a token names, or :class:`InvalidToken` — never another error."""
+        """The principal a token names, or :class:`InvalidToken` — never another error.
+
+        One path for every key: the key comes from the kid, the algorithm from
+        the key, then the same claim checks whatever signed the token.
+        """
+        kid, algorithm, key = self._key_for(token)
+        claims = self._claims(token, algorithm, key)
+        return self._principal(claims, kid)
+
+    def _key_for(self, token: Any) -> tuple[str, str, Any]:
+        """The token's kid, the algorithm its key pins, and the key; or InvalidToken."""
         if token is None or token == "":
             raise InvalidToken("no token")
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
@@ -371,18 +420,34 @@ class JWTAccess:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
             raise InvalidToken("malformed token") from None
-        # Decided here, not by the token: only HS256, and only our keys.
-        if header.get("alg") != ALGORITHM:
-            raise InvalidToken("algorithm not allowed")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise InvalidToken("algorithm not allowed")  # none, HS512, PS256, ...
         kid = header.get("kid")
-        secret = self.keys.secret(kid) if isinstance(kid, str) else None
-        if secret is None:
+        if not isinstance(kid, str):
             raise InvalidToken("unknown key id")
+        secret = self.keys.secret(kid) if self.keys is not None else None
+        public = self.public_keys.get(kid) if self.public_keys is not None else None
+        if secret is not None and public is not None:
+            raise InvalidToken("ambiguous key id")  # a ring key added later under a taken kid
+        if secret is not None:
+            pinned, key = ALGORITHM, secret
+        elif public is not None:
+            pinned, key = public.algorithm, public.key
+        else:
+            raise InvalidToken("unknown key id")
+        # Decided by the key, not by the token: an HS256 token naming a public key's
+        # kid (an HMAC keyed with that public key) ends here.
+        if alg != pinned:
+            raise InvalidToken("algorithm not allowed")
+        return kid, pinned, key
+
+    def _claims(self, token: str, algorithm: str, key: Any) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            return jwt.decode(
                 token,
-                secret,
-                algorithms=[ALGORITHM],
+                key,
+                algorithms=[algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
@@ -393,6 +458,8 @@ class JWTAccess:
             raise InvalidToken(_reason(error)) from None
         except (ValueError, TypeError, OverflowError, RecursionError):
             raise InvalidToken("malformed token") from None
+
+    def _principal(self, claims: dict[str, Any], kid: str) -> Principal:
         user, exp = claims.get("sub"), claims.get("exp")
         if not isinstance(user, str) or not user or len(user) > 64:
             raise InvalidToken("malformed token")
@@ -420,9 +487,17 @@ class JWTAccess:
         return principal
 
     def watch_revocations(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """``callback(credential)`` when a signing key is removed: the server then
-        ends the sessions whose token it signed. Returns the way to stop watching."""
-        return self.keys.watch_removals(callback)
+        """``callback(credential)`` when a signing key is removed (from the ring, or
+        from a JWKS file): the server then ends the sessions whose token it signed.
+        Returns the way to stop watching."""
+        stops = [source.watch_removals(callback)
+                 for source in (self.keys, self.public_keys) if source is not None]
+
+        def stop() -> None:
+            for each in stops:
+                each()
+
+        return stop
 
     def authorize(self, principal: Principal, action: str, room: str) -> bool:
         perm = principal.permissions
@@ -461,12 +536,22 @@ class JWTAccess:
                 "user": user}
 
     def http_handlers(self, server: Any) -> list[tuple[str, Any, dict[str, Any]]]:
-        """Routes the server adds to its application: ``POST /token``."""
+        """Routes the server adds to its application: ``POST /token`` (with HS256 keys)."""
+        if self.keys is None:
+            if self._accounts:
+                raise LookupError("users log in at POST /token for an HS256 token: give "
+                                  "JWTAccess an HS256 KeyRing (keys=...) too")
+            return []  # verify only: tokens come from the identity provider
         from .endpoint import TokenHandler  # Tornado only when a server asks for routes
 
         return [(r"/token", TokenHandler, {"access": self, "server": server})]
 
     def __repr__(self) -> str:
         users = ", ".join(sorted(self._accounts)) or "none"
-        return (f"<JWTAccess {ALGORITHM} keys={self.keys.kids} current={self.keys.current!r} "
-                f"leeway={self.leeway:g}s users: {users}>")
+        parts = []
+        if self.keys is not None:
+            parts.append(f"{ALGORITHM} keys={self.keys.kids} current={self.keys.current!r}")
+        if self.public_keys is not None:
+            keys = self.public_keys
+            parts.append(f"{','.join(keys.algorithms)} public keys={keys.kids}")
+        return f"<JWTAccess {' '.join(parts)} leeway={self.leeway:g}s users: {users}>"
