@@ -54,3 +54,36 @@ def test_local_ids_do_not_repeat():
 def test_limits_must_be_positive():
     with pytest.raises(ValueError):
         MemoryEventLog(max_events=0)
+
+
+def test_max_bytes_must_be_a_positive_integer():
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="max_bytes"):
+            MemoryEventLog(max_bytes=bad)
+
+
+class Payload(dict):
+    """A dict that a weak reference can watch (plain dicts cannot be)."""
+
+
+async def test_a_dropped_events_data_is_freed_though_its_id_is_remembered():
+    """The dedupe record keeps id → seq, not the event: once retention drops an
+    event, its data is garbage (a flood cannot pin it through the ids)."""
+    import gc
+    import weakref
+
+    log = MemoryEventLog(max_bytes=5_000, max_ids=1_000)
+    first = Payload(blob="a" * 4_000)
+    watch = weakref.ref(first)
+    await log.append("r", "first", "s", "publish", first)
+    del first
+    for n in range(10):
+        await log.append("r", f"m{n}", "s", "publish", {"blob": "b" * 4_000})
+    gc.collect()
+    assert watch() is None, "the dropped event's data is still referenced"
+    again = await log.append("r", "first", "s", "publish", {"blob": "a" * 4_000})
+    assert again.duplicate and again.event.seq == 1 and again.event.data is None
+    held = await log.read_after("r", 0)
+    assert [e.seq for e in held] == [11]
+    kept = await log.append("r", "m9", "s", "publish", {})
+    assert kept.duplicate and kept.event is held[0], "a held event is answered whole"

@@ -5,7 +5,8 @@
 * ``redis://…`` — :mod:`~wsdemo.stores.redis` (and :mod:`~wsdemo.stores.redis_presence`),
   for several servers sharing rooms, order and presence.
 
-Every store keeps the rules of :mod:`wsdemo.core.eventlog`: seq, dedupe, resume.
+Every store keeps the rules of :mod:`wsdemo.core.eventlog`: seq, dedupe, resume,
+and retention per room by events and by bytes (``max_events``, ``max_bytes``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ KINDS = "'memory', a SQLite file (PATH or sqlite:PATH), or redis://HOST:PORT/DB"
 
 
 def open_log(spec: str | Path | None, **options: Any) -> Any:
-    """``None``/``"memory"``: in memory; ``path``/``sqlite:path``: SQLite; ``redis://``: Redis."""
+    """``None``/``"memory"``: in memory; ``path``/``sqlite:path``: SQLite; ``redis://``: Redis.
+
+    ``options`` go to the store's constructor as keywords; every store takes
+    ``max_events``, ``max_bytes`` (stored bytes per room, default
+    :data:`~wsdemo.core.eventlog.DEFAULT_MAX_BYTES`) and ``max_ids``, e.g.
+    ``open_log(where, max_bytes=16 * 1024 * 1024)``.
+    """
     if spec is None or str(spec) == "memory":
         from ..core.eventlog import MemoryEventLog
 
