@@ -76,21 +76,64 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--room", action="append", default=[], metavar="NAME",
                        help="add a publish room (repeatable)")
     secure = serve.add_argument_group(
-        "authentication and origins",
-        "Without --secret-file the server is open: anyone who can connect may act. It "
-        "then listens only on a loopback address unless --open says so on purpose.")
+        "authentication",
+        "Without --secret-file, --public-key or --jwks the server is open: anyone who can "
+        "connect may act. It then listens only on a loopback address unless --open says "
+        "so on purpose.")
     secure.add_argument("--secret-file", metavar="PATH", type=Path,
                         help="HS256 keys (kid:base64url-secret a line, the first signs; see "
                         "'keys new'): every client must say hello with a token they signed")
-    secure.add_argument("--origin", action="append", default=None, metavar="URL",
-                        help="a page origin allowed to connect, e.g. https://app.example "
-                        "(repeatable; default: the page's own origin, or any loopback one)")
-    secure.add_argument("--rate", type=float, default=100.0, metavar="PER_SECOND",
-                        help="publish/set a second per connection (100; bursts of twice "
-                        "that); past it 'error rate-limited', then close 4429; 0: no limit")
+    secure.add_argument("--public-key", action="append", default=[], metavar="PEM",
+                        type=Path,
+                        help="an identity provider's public key (RSA: RS256, EC P-256: "
+                        "ES256, Ed25519: EdDSA; the key's type fixes the algorithm; kid = "
+                        "the file's name without suffix); repeatable")
+    secure.add_argument("--jwks", metavar="PATH", type=Path,
+                        help="a JWKS document of public keys (RFC 7517), read again when "
+                        "the file changes")
+    secure.add_argument("--issuer", default=None, metavar="ISS",
+                        help="the iss every token must carry (wsdemo)")
+    secure.add_argument("--audience", default=None, metavar="AUD",
+                        help="the aud every token must carry (wsdemo.v1)")
+    secure.add_argument("--users", metavar="PATH", type=Path,
+                        help="accounts for POST /token (scrypt hashes; see 'users add'); "
+                        "needs --secret-file, whose first key signs their tokens")
     secure.add_argument("--open", action="store_true",
                         help="allow an open server on a non-loopback address (a warning is "
                         "logged)")
+    where = serve.add_argument_group(
+        "origins, host names and TLS",
+        "A request must name this server in its Host header (a loopback name, an IP "
+        "address, --host or a --public-name), else 403: a DNS-rebinding page is refused "
+        "before the upgrade. Then a page's Origin must be in --origin, or without "
+        "--origin be the server's own.")
+    where.add_argument("--origin", action="append", default=None, metavar="URL",
+                       help="a page origin allowed to connect, e.g. https://app.example "
+                       "(repeatable; default: only the page's own origin)")
+    where.add_argument("--public-name", action="append", default=[], metavar="NAME",
+                       help="a host name clients use for this server, e.g. app.example "
+                       "(repeatable)")
+    where.add_argument("--certfile", metavar="PEM", type=Path,
+                       help="TLS certificate chain: serve https:// and wss:// (with "
+                       "--keyfile)")
+    where.add_argument("--keyfile", metavar="PEM", type=Path, help="TLS private key")
+    limits = serve.add_argument_group(
+        "limits", "Each with its default; 0 turns it off where that makes sense.")
+    limits.add_argument("--rate", type=float, default=100.0, metavar="PER_SECOND",
+                        help="publish/set a second per connection (100; bursts of twice "
+                        "that); past it 'error rate-limited', then close 4429; 0: no limit")
+    limits.add_argument("--max-connections", type=int, default=100, metavar="N",
+                        help="WebSocket connections per client address (100); past it the "
+                        "upgrade gets 429; 0: no limit")
+    limits.add_argument("--login-rate", type=float, default=10.0, metavar="PER_MINUTE",
+                        help="POST /token attempts a minute per address (10, bursts of 5); "
+                        "past it 429 with Retry-After")
+    limits.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                        help="close a client that sent no message for this long with 1001 "
+                        "(3600; pongs do not count); 0: never")
+    limits.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="time to send a whole HTTP request head; a half-sent "
+                        "handshake is dropped after it (10)")
 
     keys = commands.add_parser("keys", help="make a key file for serve --secret-file",
                                description="Key files for serve --secret-file and token.")
@@ -112,6 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="e.g. 'controls=read,set' or '*=read' (repeatable)")
     token.add_argument("--ttl", type=float, default=900.0, metavar="SECONDS",
                        help="lifetime in seconds (900)")
+    token.add_argument("--issuer", default=None, metavar="ISS", help="iss (wsdemo)")
+    token.add_argument("--audience", default=None, metavar="AUD", help="aud (wsdemo.v1)")
+
+    users = commands.add_parser("users", help="accounts for serve --users (POST /token)",
+                                description="A users file for serve --users.")
+    users_actions = users.add_subparsers(dest="users_action", required=True,
+                                         metavar="ACTION")
+    users_add = users_actions.add_parser(
+        "add", help="add a user, or set a new password and grants (asks for the password)",
+        description="Add NAME to the users file (made mode 0600 if new), or replace it. The "
+        "password is asked for without echo; only its scrypt hash is stored. Grants as for "
+        "'token': --perm ROOM=ACTION[,ACTION...], repeatable.")
+    users_add.add_argument("path", type=Path)
+    users_add.add_argument("name")
+    users_add.add_argument("--perm", action="append", default=[], metavar="ROOM=ACTIONS",
+                           help="e.g. 'controls=read,set' (repeatable)")
+    users_add.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of standard input "
+                           "(for scripts) instead of asking")
 
     client = commands.add_parser(
         "client", help="talk to a control server",
@@ -121,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--room", default="controls", help="room (controls)")
     common.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    common.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="a file holding the token to say hello with (default: the "
+                        "WSDEMO_TOKEN environment variable; never on the command line, "
+                        "where other users see it in ps)")
+    common.add_argument("--cafile", type=Path, metavar="PEM",
+                        help="trust this certificate (authority) for wss://, e.g. a "
+                        "self-signed one")
     actions = client.add_subparsers(dest="action", required=True, metavar="ACTION")
     watch = actions.add_parser("watch", help="print every event of the room, one JSON per line",
                                parents=[common],
@@ -206,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "token":
             return _token(args)
+        if args.command == "users":
+            return _users(args)
         if args.command == "course":
             return _course(args.jupyter_args)
     except KeyboardInterrupt:
@@ -255,26 +326,26 @@ async def _serve(args: argparse.Namespace) -> int:
 
         presence = RedisPresence(args.log, f"{socket.gethostname()}-{os.getpid()}",
                                  ttl=args.presence_ttl)
-    access = None
-    if args.secret_file is not None:
-        from .auth import JWTAccess
-        from .auth.keyfile import read_key_file
-
-        try:
-            access = JWTAccess(read_key_file(args.secret_file))
-        except ValueError as exc:
-            raise RuntimeError(str(exc)) from None
-    elif not _loopback(args.host):
+    access = _access(args)
+    if access is None and not _loopback(args.host):
         if not args.open:
             raise RuntimeError(
                 f"refusing to serve {args.host} open: anyone who can reach it could act. "
                 "Give --secret-file PATH (make one with 'keys new PATH'), or --open on purpose")
         logging.getLogger("wsdemo.cli").warning(
             "OPEN MODE on %s: no authentication, by --open", args.host)
-    if args.rate < 0:
-        raise RuntimeError("--rate is a number of messages a second, 0 for no limit")
+    for option in ("rate", "max_connections", "idle_timeout"):
+        if getattr(args, option) < 0:
+            raise RuntimeError(f"--{option.replace('_', '-')} must be 0 (no limit) or more")
+    for option in ("login_rate", "header_timeout"):
+        if not getattr(args, option) > 0:
+            raise RuntimeError(f"--{option.replace('_', '-')} must be more than 0")
     server = ControlServer(args.host, args.port, log=log, presence=presence, access=access,
-                           allowed_origins=args.origin, rate_limit=args.rate or None)
+                           allowed_origins=args.origin, rate_limit=args.rate or None,
+                           public_names=args.public_name,
+                           max_connections_per_address=args.max_connections or None,
+                           login_rate=args.login_rate, idle_timeout=args.idle_timeout or None,
+                           header_timeout=args.header_timeout, ssl_context=_tls(args))
     if not args.no_demo:
         for name, widget in demo_controls().items():
             server.expose(name, widget)
@@ -295,6 +366,61 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _access(args: argparse.Namespace) -> Any:
+    """The JWT access the options ask for, or None for an open server."""
+    if args.secret_file is None and not args.public_key and args.jwks is None:
+        if args.users is not None:
+            raise RuntimeError("--users needs --secret-file: its first key signs the tokens")
+        return None
+    from .auth import JWTAccess
+    from .auth.keyfile import read_key_file
+
+    options: dict[str, Any] = {}
+    if args.issuer is not None:
+        options["issuer"] = args.issuer
+    if args.audience is not None:
+        options["audience"] = args.audience
+    try:
+        keys = read_key_file(args.secret_file) if args.secret_file is not None else None
+        public = _public_keys(args)
+        if public is not None:
+            options["public_keys"] = public
+        access = JWTAccess(keys, **options)
+        if args.users is not None:
+            if keys is None:
+                raise ValueError("--users needs --secret-file: its first key signs the tokens")
+            from .auth.users import load_users_file
+
+            load_users_file(args.users, access)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    return access
+
+
+def _public_keys(args: argparse.Namespace) -> Any:
+    if not args.public_key and args.jwks is None:
+        return None
+    from .auth.public import PublicKeys
+
+    return PublicKeys(pem_files=args.public_key, jwks_file=args.jwks)
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    if args.certfile is None and args.keyfile is None:
+        return None
+    if args.certfile is None or args.keyfile is None:
+        raise RuntimeError("TLS needs both --certfile and --keyfile")
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.certfile, args.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise RuntimeError(f"cannot use {args.certfile} and {args.keyfile} for TLS: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    return context
+
+
 def _loopback(host: str) -> bool:
     import ipaddress
 
@@ -310,23 +436,68 @@ def _token(args: argparse.Namespace) -> int:
     from .auth import issue_token
     from .auth.keyfile import read_key_file
 
+    options = {k: v for k, v in (("issuer", args.issuer), ("audience", args.audience))
+               if v is not None}
+    try:
+        print(issue_token(args.sub, _grants(args.perm), keys=read_key_file(args.secret_file),
+                          ttl=args.ttl, **options))
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    return 0
+
+
+def _grants(perms: list[str]) -> dict[str, list[str]]:
     grants: dict[str, list[str]] = {}
-    for perm in args.perm:
+    for perm in perms:
         room, sep, actions = perm.partition("=")
         if not sep or not room or not actions:
             raise RuntimeError(f"--perm {perm!r}: write ROOM=ACTION[,ACTION...]")
         grants.setdefault(room, []).extend(a.strip() for a in actions.split(","))
+    return grants
+
+
+def _users(args: argparse.Namespace) -> int:
+    from .auth.users import add_user_to_file
+
+    grants = _grants(args.perm)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise RuntimeError("the two passwords differ; nothing written")
+    if not password:
+        raise RuntimeError("an empty password; nothing written")
     try:
-        print(issue_token(args.sub, grants, keys=read_key_file(args.secret_file), ttl=args.ttl))
+        replaced = add_user_to_file(args.path, args.name, password, grants)
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
+    print(f"{'replaced' if replaced else 'added'} {args.name!r} in {args.path} (mode 0600)")
     return 0
 
 
 async def _client(args: argparse.Namespace) -> int:
     from .client.connection import ControlClient, ServerError
 
-    client = await ControlClient.connect(args.url, client="cli", timeout=args.timeout)
+    token = os.environ.get("WSDEMO_TOKEN") or None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise RuntimeError(f"token file {args.token_file}: {exc.strerror or exc}") from None
+    context = None
+    if args.cafile is not None:
+        import ssl
+
+        try:
+            context = ssl.create_default_context(cafile=str(args.cafile))
+        except (OSError, ssl.SSLError) as exc:
+            raise RuntimeError(f"--cafile {args.cafile}: {getattr(exc, 'strerror', None) or exc}"
+                               ) from None
+    client = await ControlClient.connect(args.url, client="cli", timeout=args.timeout,
+                                         token=token, ssl_context=context)
     try:
         try:
             snapshot = await client.join(args.room)

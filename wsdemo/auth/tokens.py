@@ -340,6 +340,17 @@ def _hash_password(password: str, salt: bytes) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
 
 
+SCRYPT_PARAMS = dict(_SCRYPT)  # what a stored hash was made with (RFC 7914)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
+    """``(salt, scrypt digest)`` of ``password``, for a ``--users`` file."""
+    if not isinstance(password, str) or not password:
+        raise ValueError("password must be a non-empty string")
+    salt = secrets.token_bytes(16) if salt is None else salt
+    return salt, _hash_password(password, salt)
+
+
 # --- the access object -----------------------------------------------------------
 
 
@@ -513,6 +524,18 @@ class JWTAccess:
             raise ValueError("password must be a non-empty string")
         salt = secrets.token_bytes(16)
         self._accounts[user] = _Account(salt, _hash_password(password, salt),
+                                        normalize_permissions(permissions))
+
+    def add_hashed_user(self, user: str, salt: bytes, digest: bytes,
+                        permissions: Permissions) -> None:
+        """:meth:`add_user` for a password already hashed (a ``--users`` file):
+        ``digest`` is scrypt(password, ``salt``) with :data:`SCRYPT_PARAMS`."""
+        if not isinstance(user, str) or not user or len(user) > 64:
+            raise ValueError("user must be a string of 1-64 characters")
+        if len(salt) < 16 or len(digest) != SCRYPT_PARAMS["dklen"]:
+            raise ValueError("a password hash needs a salt of 16 bytes or more and a "
+                             f"{SCRYPT_PARAMS['dklen']}-byte scrypt digest")
+        self._accounts[user] = _Account(bytes(salt), bytes(digest),
                                         normalize_permissions(permissions))
 
     def check_password(self, user: str, password: str) -> dict[str, frozenset[str]] | None:

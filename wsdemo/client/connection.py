@@ -103,15 +103,21 @@ class ControlClient:
     async def connect(cls, url: str, *, client: str = "python", token: str | None = None,
                       timeout: float = 5.0, hello: bool = True,
                       resume: dict[str, int] | None = None,
-                      epoch: str | None = None) -> ControlClient:
+                      epoch: str | None = None,
+                      ssl_context: Any = None) -> ControlClient:
         """Open the WebSocket, send ``hello`` and wait for ``welcome``.
+
+        ``ssl_context`` (an ``ssl.SSLContext``) verifies a ``wss://`` server, e.g.
+        ``ssl.create_default_context(cafile=...)`` for a self-signed certificate;
+        without it the system's certificate authorities do.
 
         ``resume`` maps rooms to the last seq seen there: the server replays what
         came after, then a ``recovered`` marker, then goes live.
         """
         ws_url = normalize_url(url)
         request = tornado.httpclient.HTTPRequest(ws_url, connect_timeout=timeout,
-                                                 request_timeout=timeout)
+                                                 request_timeout=timeout,
+                                                 ssl_options=ssl_context)
         try:
             conn = await asyncio.wait_for(
                 tornado.websocket.websocket_connect(request, subprotocols=[SUBPROTOCOL]),
