@@ -579,6 +579,12 @@ async def test_a_server_with_public_keys_only(private, pem_files, tmp_path, demo
         welcome, closed, ws = await hello(srv, confusion)
         opened.append(ws)
         assert (welcome, closed) == (None, (4401, "algorithm not allowed"))
+        first = opened[0]  # the RS256 session is unaffected: its set is applied
+        await first.send(json.dumps({"type": "set", "room": "controls", "id": "s1",
+                                     "target": "speed", "value": 3}))
+        while (reply := json.loads(await asyncio.wait_for(first.recv(), 5)))["type"] != "ack":
+            assert reply["type"] in ("presence", "event"), reply
+        assert demo_widgets["speed"].value == 3
 
         # A kid that leaves the JWKS ends the session it opened, once the file is read.
         welcome, closed, from_jwks = await hello(srv, sign(private, "EdDSA", "j1"))

@@ -175,14 +175,19 @@ def load_pem_file(path: str | os.PathLike[str]) -> PublicKey:
 # --- JWK Sets ---------------------------------------------------------------------
 
 
+def _shown(value: Any) -> str:
+    # A member's value in a log line: short strings only, the rest described.
+    if isinstance(value, str) and len(value) <= 32 and value.isprintable():
+        return repr(value)
+    return "not a short string"
+
+
 def _key_from_jwk(jwk: Mapping[str, Any], source: str) -> PublicKey:
     kid = jwk.get("kid")
     if not isinstance(kid, str) or not _JWK_KID.fullmatch(kid):
         raise ValueError("no kid of 1-128 printable characters")
-    use = jwk.get("use")
-    if "use" in jwk and use != "sig":
-        raise ValueError(f"use is {use!r}, not 'sig'" if isinstance(use, str)
-                         else "use is not 'sig'")
+    if "use" in jwk and jwk["use"] != "sig":
+        raise ValueError(f"use is {_shown(jwk['use'])}, not 'sig'")
     ops = jwk.get("key_ops")
     if "key_ops" in jwk and not (isinstance(ops, list) and "verify" in ops):
         raise ValueError("key_ops does not include 'verify'")
@@ -197,8 +202,8 @@ def _key_from_jwk(jwk: Mapping[str, Any], source: str) -> PublicKey:
     if algorithm is None:
         raise ValueError("key type is not RSA, EC P-256 or OKP Ed25519")
     if "alg" in jwk and jwk["alg"] != algorithm:
-        said = jwk["alg"] if isinstance(jwk["alg"], str) else "not a string"
-        raise ValueError(f"alg {said!r} contradicts its key type, which pins {algorithm}")
+        raise ValueError(f"alg {_shown(jwk['alg'])} contradicts its key type, which pins "
+                         f"{algorithm}")
     try:
         # The algorithm is ours, not the document's: PyJWK then builds the key only.
         key = jwt.PyJWK(dict(jwk), algorithm=algorithm).key
