@@ -402,7 +402,8 @@ def _public_keys(args: argparse.Namespace) -> Any:
         return None
     from .auth.public import PublicKeys
 
-    return PublicKeys(pem_files=args.public_key, jwks_file=args.jwks)
+    return PublicKeys(pem_files=args.public_key,
+                      jwks_files=[args.jwks] if args.jwks is not None else [])
 
 
 def _tls(args: argparse.Namespace) -> Any:

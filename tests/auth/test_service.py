@@ -345,3 +345,80 @@ def test_a_limit_out_of_range_is_refused_in_one_line(option):
     done = cli("serve", "--port", "0", "--log", "memory", *option)
     assert done.returncode == 1 and done.stderr.startswith("error: --")
     assert option[0] in done.stderr and "Traceback" not in done.stderr
+
+
+# --- tokens from an identity provider ---------------------------------------------------
+
+
+def _provider_key(kind: str):
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if kind == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def _claims(**extra) -> dict:
+    now = int(time.time())
+    return {"sub": "ada", "iat": now, "exp": now + 600, "iss": "wsdemo", "aud": "wsdemo.v1",
+            "perm": {"controls": ["read"]}, **extra}
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
+async def test_serve_public_key_takes_the_providers_tokens_and_refuses_confusion(
+        tmp_path, alg):
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    private = _provider_key(alg)
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "idp-1.pem").write_bytes(pem)
+    async with serving("--public-key", str(tmp_path / "idp-1.pem")) as served:
+        good = jwt.encode(_claims(), private, algorithm=alg, headers={"kid": "idp-1"})
+        ws = await hello(served.ws_url, good)
+        assert (await welcomed(ws))["user"] == "ada"
+        await ws.close()
+        # Algorithm confusion: an HMAC "signed" with the public key's own bytes.
+        import hashlib
+        import hmac as hmac_
+
+        header = jwt.utils.base64url_encode(json.dumps(
+            {"alg": "HS256", "typ": "JWT", "kid": "idp-1"}).encode())
+        body = jwt.utils.base64url_encode(json.dumps(_claims()).encode())
+        signature = jwt.utils.base64url_encode(
+            hmac_.new(pem, header + b"." + body, hashlib.sha256).digest())
+        forged = (header + b"." + body + b"." + signature).decode()
+        none = jwt.utils.base64url_encode(json.dumps({"alg": "none", "kid": "idp-1"}).encode())
+        unsigned = (none + b"." + body + b".").decode()
+        for bad in (forged, unsigned, good[:-6] + "AAAAAA"):
+            ws = await hello(served.ws_url, bad)
+            assert (await closed(ws))[0] == 4401
+
+
+async def test_serve_jwks_takes_a_key_set_and_keeps_to_it(tmp_path):
+    import jwt
+    from jwt.algorithms import RSAAlgorithm
+
+    private = _provider_key("RS256")
+    jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    jwk.update(kid="2026-12", use="sig", alg="RS256")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    async with serving("--jwks", str(tmp_path / "jwks.json")) as served:
+        good = jwt.encode(_claims(), private, algorithm="RS256", headers={"kid": "2026-12"})
+        ws = await hello(served.ws_url, good)
+        await welcomed(ws)
+        await ws.close()
+        other = jwt.encode(_claims(), _provider_key("RS256"), algorithm="RS256",
+                           headers={"kid": "2026-12"})
+        stranger = jwt.encode(_claims(), private, algorithm="RS256", headers={"kid": "nope"})
+        for bad in (other, stranger):
+            ws = await hello(served.ws_url, bad)
+            assert (await closed(ws))[0] == 4401
+
+
+def test_an_open_server_elsewhere_than_loopback_still_refuses_without_public_keys():
+    done = cli("serve", "--host", "0.0.0.0", "--port", "0", "--log", "memory", "--issuer", "x")
+    assert done.returncode == 1 and "refusing to serve 0.0.0.0 open" in done.stderr
