@@ -37,9 +37,10 @@ store, so a bound means the same thing in memory, in SQLite and in Redis::
 with the data encoded by :func:`encode_data` (``json.dumps`` with
 ``separators=(",", ":")``: ASCII, so one byte per character), the id and the
 sender counted in UTF-8, and ``EVENT_OVERHEAD`` (64) for the rest of the record
-(seq, kind, time, keys). It is what the SQLite and Redis stores write, not the
-memory a Python object takes: the memory log's real footprint is larger by a
-factor that depends on the data's shape.
+(seq, kind, time, keys). It is about what the SQLite and Redis stores write,
+not the memory a Python object takes: the memory log's real footprint can be
+several times more (data of many small values) or somewhat less (non-ASCII
+text, which JSON escapes to six bytes a character). The bound is per room.
 
 An event whose own size is over ``max_bytes`` could never be held: ``append``
 refuses it with :class:`EventTooLarge` (an ``error`` reply with code
