@@ -42,6 +42,19 @@ def cannot_listen(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {where}: {os.strerror(exc.errno) if exc.errno else exc}"
 
 
+def _size(text: str) -> int:
+    """A size on the command line: 5000, 64K, 64M, 1G (powers of 1024)."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    number, unit = text.strip().upper().rstrip("B"), ""
+    if number and number[-1] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        return int(float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 5000, 64K, 64M, 1G)"
+                                         ) from None
+
+
 def _value(text: str) -> Any:
     """A command-line value: JSON when it parses (5, 2.5, true, "x"), else the text itself."""
     try:
@@ -131,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
                         help="close a client that sent no message for this long with 1001 "
                         "(3600; pongs do not count); 0: never")
+    limits.add_argument("--retain-events", type=int, default=None, metavar="N",
+                        help="events kept per room in the log, the oldest dropped first "
+                        "(the store's default: 10000 in memory, 1000000 in SQLite and Redis)")
+    limits.add_argument("--retain-bytes", type=_size, default=None, metavar="SIZE",
+                        help="bytes of events kept per room, e.g. 64M or 1G (64M); a publish "
+                        "bigger than that is refused")
     limits.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="time to send a whole HTTP request head; a half-sent "
                         "handshake is dropped after it (10)")
@@ -314,8 +333,12 @@ async def _serve(args: argparse.Namespace) -> int:
     from .server.app import ControlServer
     from .stores import open_log
 
+    retention = {k: v for k, v in (("max_events", args.retain_events),
+                                   ("max_bytes", args.retain_bytes)) if v is not None}
+    if any(v < 1 for v in retention.values()):
+        raise RuntimeError("--retain-events and --retain-bytes must be at least 1")
     try:
-        log = open_log(args.log)
+        log = open_log(args.log, **retention)
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
     presence = None

@@ -422,3 +422,43 @@ async def test_serve_jwks_takes_a_key_set_and_keeps_to_it(tmp_path):
 def test_an_open_server_elsewhere_than_loopback_still_refuses_without_public_keys():
     done = cli("serve", "--host", "0.0.0.0", "--port", "0", "--log", "memory", "--issuer", "x")
     assert done.returncode == 1 and "refusing to serve 0.0.0.0 open" in done.stderr
+
+
+async def test_retention_in_bytes_holds_under_a_flood_and_a_bystander_sees_no_gap(keys):
+    bearer = token(keys, "chat=read,publish")
+    async with serving("--secret-file", str(keys), "--retain-bytes", "64K",
+                       "--rate", "0") as served:
+        flooder, bystander = await hello(served.ws_url, bearer), await hello(served.ws_url,
+                                                                             bearer)
+        for ws in (flooder, bystander):
+            await welcomed(ws)
+            await ws.send(json.dumps({"type": "join", "room": "chat", "id": "j"}))
+            while json.loads(await ws.recv())["type"] != "snapshot":
+                pass
+        big = "x" * 8000
+        for n in range(40):  # 320 kB into a room that keeps 64 KiB
+            await flooder.send(json.dumps({"type": "publish", "room": "chat", "id": f"p{n}",
+                                           "data": big}))
+        seqs = []
+        while len(seqs) < 40:
+            message = json.loads(await asyncio.wait_for(bystander.recv(), 10))
+            if message["type"] == "event":
+                seqs.append(message["seq"])
+        assert seqs == list(range(seqs[0], seqs[0] + 40)), "every event, in order, no gap"
+        # A late joiner resuming from the start is told what is gone.
+        late = await websockets.connect(served.ws_url, subprotocols=[SUBPROTOCOL])
+        await late.send(json.dumps({"type": "hello", "token": bearer, "resume": {"chat": 0}}))
+        kinds = []
+        while "recovered" not in kinds and "snapshot" not in kinds:
+            message = json.loads(await asyncio.wait_for(late.recv(), 10))
+            kinds.append(message["type"])
+            if message["type"] == "recovered":
+                assert message["complete"] is False, message
+        assert kinds.count("event") * 8000 <= 64 * 1024, "no more than 64 KiB was kept"
+        for ws in (flooder, bystander, late):
+            await ws.close()
+
+
+def test_retain_bytes_takes_sizes_and_refuses_nonsense():
+    done = cli("serve", "--port", "0", "--log", "memory", "--retain-bytes", "lots")
+    assert done.returncode == 2 and "not a size: 'lots'" in done.stderr
