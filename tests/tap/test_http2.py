@@ -101,6 +101,7 @@ def test_websocket_frames_are_found_inside_data_even_across_data_frames():
     first, second = (i for i in items if isinstance(i, H2Frame) and i.type == 0x0
                      and i.stream_id == 1)
     assert first.websocket == ()  # the frame is not complete yet
+    assert first.details() == ["part of a WebSocket frame, continued in a later DATA frame"]
     assert [(v.kind, v.payload, v.masked) for v in second.websocket] == [
         ("TEXT", b"hello", True), ("PING", b"p", True)]
     other = items[-1]

@@ -109,6 +109,7 @@ class H2Frame:
     headers: tuple[tuple[str, str], ...] | None = None
     settings: tuple[tuple[int, int], ...] | None = None
     websocket: tuple[FrameView, ...] = ()
+    on_websocket_stream: bool = False
 
     kind = "frame"
 
@@ -167,6 +168,9 @@ class H2Frame:
         if self.type == 0x0:
             if self.websocket:
                 return ["WebSocket " + ws.summary() for ws in self.websocket]
+            if self.on_websocket_stream:
+                return ["part of a WebSocket frame, continued in a later DATA frame"
+                        if self.payload else "no bytes"]
             if self.payload:
                 text = self.payload.decode("utf-8", "replace")
                 return [f"body {text[:60]!r}"]
@@ -301,7 +305,7 @@ class Http2Decoder:
         if reader is None:
             reader = self._ws_readers[key] = FrameReader(
                 from_client=state.direction is Direction.C2S)
-        return _with(frame, websocket=tuple(reader.receive(body)))
+        return _with(frame, websocket=tuple(reader.receive(body)), on_websocket_stream=True)
 
     def table(self, items: list[Item] | None = None, *, by_direction: bool = False) -> str:
         return view_table(self.items if items is None else items, by_direction=by_direction)
