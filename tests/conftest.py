@@ -42,8 +42,9 @@ def need(kind: str, available: bool, reason: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def launched_chromium():
-    """A headless Debian Chromium driven by Playwright (never a downloaded browser).
+async def launched_chromium(*extra_args: str):
+    """A headless Debian Chromium driven by Playwright (never a downloaded browser),
+    with ``CHROMIUM_ARGS`` and ``extra_args``.
 
     Skips, or fails where required, when Chromium or Playwright is missing.
     """
@@ -53,7 +54,8 @@ async def launched_chromium():
     except ImportError:
         need("browser", False, "playwright is not installed (pip install playwright)")
     async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM,
+                                            args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:
