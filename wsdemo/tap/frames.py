@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 
 from ..wire.errors import RemoteProtocolError
+from ..wire.explain import render_html
 from ..wire.frames import Frame, FrameParser, Opcode, check_frame, parse_close
 
 __all__ = ["Deflate", "FrameReader", "FrameView"]
@@ -30,13 +31,15 @@ class FrameView:
     ``nbytes`` counts header, mask and payload as they were on the wire;
     ``problem`` names the rule of RFC 6455 §5 the frame breaks, or is None;
     ``inflated`` is the decompressed payload of a compressed message's last
-    frame (RFC 7692 §6.2), else None.
+    frame (RFC 7692 §6.2), else None; ``compressed`` is True for every frame of
+    a compressed message (RSV1 is set on its first frame only, §6.1).
     """
 
     frame: Frame
     from_client: bool
     problem: str | None = None
     inflated: bytes | None = None
+    compressed: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -91,8 +94,10 @@ class FrameView:
             flags.append("masked")
         if not self.fin:
             flags.append("more fragments follow")
+        if self.frame.rsv1 and self.compressed:
+            flags.append("RSV1: compressed (permessage-deflate)")
         if self.inflated is not None:
-            flags.append(f"deflated {len(self.frame.payload)} B")
+            flags.append(f"{len(self.frame.payload)} B → {len(self.inflated)} B")
         head = self.kind + (f" ({', '.join(flags)})" if flags else "")
         return f"{head}: {self._payload_preview()}" + (f"  !! {self.problem}" if self.problem
                                                         else "")
@@ -115,7 +120,7 @@ class FrameView:
 
     def explain(self) -> str:
         """The codec's field-by-field table, plus the bystander's notes."""
-        lines = [self.frame.explain()]
+        lines = [self.frame.explain(self.compressed)]
         if self.inflated is not None:
             lines.append(f"inflated (permessage-deflate): {self.inflated[:200]!r}")
         if self.problem:
@@ -123,7 +128,9 @@ class FrameView:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return self.frame._repr_html_()
+        masked = ", masked" if self.masked else ""
+        title = f"{self.kind} frame, {len(self.frame.payload)}-byte payload{masked}"
+        return render_html(title, self.frame.fields(self.compressed))
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,11 @@ class FrameReader:
             check_frame(checked, expect_masked=self.from_client)
         except RemoteProtocolError as exc:
             problem = exc.reason
-        return FrameView(frame, self.from_client, problem, self._inflate(frame))
+        # RSV1 marks a message's first frame; its continuations are compressed too
+        compressed = self._inflater is not None and frame.opcode < 0x8 and (
+            frame.rsv1 if frame.opcode != Opcode.CONT else self._compressed_message is not None)
+        inflated = self._inflate(frame)
+        return FrameView(frame, self.from_client, problem, inflated, compressed)
 
     def _inflate(self, frame: Frame) -> bytes | None:
         if self._inflater is None or frame.opcode >= 0x8:

@@ -224,8 +224,13 @@ class Frame:
         except ValueError:
             return f"reserved {self.opcode:#x}"
 
-    def fields(self) -> list[Field]:
-        """Every field of the frame as it sits on the wire, one row each."""
+    def fields(self, compressed: bool = False) -> list[Field]:
+        """Every field of the frame as it sits on the wire, one row each.
+
+        ``compressed``: the handshake negotiated ``permessage-deflate`` and this
+        frame belongs to a compressed message, so RSV1 and the payload are read
+        as RFC 7692 says (the codec itself never negotiates it: it refuses RSV1).
+        """
         header = self.header or self.build_header()
         opcode = self.opcode & 0x0F
         length7 = header[1] & 0x7F
@@ -233,9 +238,7 @@ class Frame:
             Field("0", f"{self.fin:d}.......", "FIN", f"{self.fin:d}",
                   "final fragment" if self.fin else "more fragments follow"),
             Field("0", f".{self.rsv1:d}{self.rsv2:d}{self.rsv3:d}....", "RSV1-3",
-                  f"{self.rsv1:d} {self.rsv2:d} {self.rsv3:d}",
-                  "no extension: must be 0" if not (self.rsv1 or self.rsv2 or self.rsv3)
-                  else "set without an extension: protocol error"),
+                  f"{self.rsv1:d} {self.rsv2:d} {self.rsv3:d}", self._rsv_meaning(compressed)),
             Field("0", f"....{opcode:04b}", "opcode", f"{opcode:#x}", _opcode_meaning(opcode)),
             Field("1", f"{self.mask is not None:d}.......", "MASK", f"{self.mask is not None:d}",
                   "payload is masked" if self.mask is not None else "payload not masked"),
@@ -261,15 +264,26 @@ class Frame:
             rows.append(Field(where, "", "masked payload",
                               hex_bytes(apply_mask(self.payload, self.mask)),
                               "as on the wire"))
+        meaning = ("DEFLATE data, RFC 7692 §7.2 (inflate to read it)" if compressed
+                   else self._payload_meaning())
         rows.append(Field(where, "", "payload" if self.mask is None else "unmasked payload",
-                          hex_bytes(self.payload), self._payload_meaning()))
+                          hex_bytes(self.payload), meaning))
         return rows
 
-    def explain(self) -> str:
-        """The frame as a text table: field, bits, value, meaning."""
+    def explain(self, compressed: bool = False) -> str:
+        """The frame as a text table: field, bits, value, meaning (see :meth:`fields`)."""
         masked = ", masked" if self.mask is not None else ""
         title = f"{self.kind} frame, {len(self.payload)}-byte payload{masked}"
-        return render_text(title, self.fields())
+        return render_text(title, self.fields(compressed))
+
+    def _rsv_meaning(self, compressed: bool) -> str:
+        if compressed and not (self.rsv2 or self.rsv3):
+            if self.rsv1:
+                return "RSV1: compressed (permessage-deflate, RFC 7692 §6)"
+            return "0 on a continuation of a compressed message (RFC 7692 §6.1)"
+        if not (self.rsv1 or self.rsv2 or self.rsv3):
+            return "no extension: must be 0"
+        return "set without an extension: protocol error"
 
     def _repr_html_(self) -> str:
         masked = ", masked" if self.mask is not None else ""
