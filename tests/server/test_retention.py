@@ -142,13 +142,9 @@ async def test_a_publish_larger_than_the_room_may_hold_is_refused_alone(serve):
         assert not [m for m in bystander.received if m["type"] == "error"]
 
 
-async def test_the_refusal_says_bad_data(serve, request):
-    if serve.kind != "memory":
-        # The memory log refuses while the message is handled; the others refuse when
-        # the append is awaited, and session._appended answers any such failure with
-        # `unavailable` ("retry") today — the server needs to pass a ProtocolError on.
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="the server turns an awaited log refusal into 'unavailable'"))
+async def test_the_refusal_says_bad_data(serve):
+    # Memory refuses while the message is handled, SQLite and Redis when the append is
+    # awaited: the sender hears the same either way.
     srv, _ = await serve(max_bytes=20_000)
     async with clients(srv, "sender") as (sender,):
         await sender.join("chat")

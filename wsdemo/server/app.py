@@ -580,6 +580,8 @@ class ControlServer:
             appended = self._append(room, msg_id, sender, kind, data, origin)
             if not isinstance(appended, Appended):
                 appended = await appended
+        except ProtocolError as error:  # the client's mistake (too large): said as it is
+            raise ProtocolError(error.code, error.message, msg_id) from None
         except Exception as exc:
             logger.error("event log refused an event for %r: %s", room.name, exc)
             raise ProtocolError(

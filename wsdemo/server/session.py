@@ -323,6 +323,9 @@ class Session(tornado.websocket.WebSocketHandler):
             if future.cancelled():
                 continue
             error = future.exception()
+            if isinstance(error, ProtocolError):  # the client's mistake (too large): say so
+                self.send(ProtocolError(error.code, error.message, msg_id).to_message())
+                continue
             if error is not None:
                 logger.error("event log refused an event for %r: %s", room.name, error)
                 self.send(ProtocolError(ErrorCode.UNAVAILABLE,
