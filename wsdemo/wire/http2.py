@@ -204,6 +204,7 @@ class _Endpoint:
         self._bodies: dict[int, bytearray] = {}
         self._heads: dict[int, tuple[tuple[str, str], ...]] = {}
         self._half_closed: set[int] = set()  # streams whose END_STREAM we sent
+        self._peer_ended: set[int] = set()  # streams whose END_STREAM we received
         self._pending: dict[int, bytearray] = {}  # stream -> bytes waiting for window
         self._end_after_pending: set[int] = set()
 
@@ -302,6 +303,7 @@ class _Endpoint:
     def _stream_ended(self, stream_id: int) -> None:
         ws = self.websockets.get(stream_id)
         if ws is not None:
+            self._peer_ended.add(stream_id)
             if ws.state is not State.CLOSED:
                 ws.receive_eof()  # §5: END_STREAM is the TCP close of RFC 6455
                 for wire_event in ws.events_received():
@@ -327,9 +329,11 @@ class _Endpoint:
         data = ws.data_to_send()
         if data:
             self._pending.setdefault(stream_id, bytearray()).extend(data)
-        if ws.state is State.CLOSED and stream_id not in self._half_closed:
-            # The closing handshake is done on our side (or the codec failed the
-            # connection): end our half of the stream, as RFC 6455 closes TCP (§7.1.1).
+        # The closing handshake is done (or the codec failed the connection): end our
+        # half of the stream, as RFC 6455 closes TCP. The server does so at once; the
+        # client waits for the server's END_STREAM, as §7.1.1 has the server close first.
+        if (ws.state is State.CLOSED and stream_id not in self._half_closed
+                and (ws.role is Role.SERVER or stream_id in self._peer_ended)):
             self._half_closed.add(stream_id)
             self._end_after_pending.add(stream_id)
         self._send_pending(stream_id)
