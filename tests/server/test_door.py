@@ -290,3 +290,54 @@ async def test_a_flooding_client_is_rate_limited_then_closed_4429_a_bystander_is
         assert (await bystander.answer("b"))["seq"] == 6
     finally:
         await srv.stop()
+
+
+# --- what a refusal says: the phrase, never the exception -----------------------------
+
+# The signatures of Python's own messages (json, int(), recursion, codecs, KeyError...).
+EXCEPTION_TEXT = ("Expecting", "delimiter", "line 1", "column", "(char", "Traceback",
+                  "recursion", "codec", "object of type", "invalid literal", "KeyError",
+                  "Error", "Exceeds the limit", "not subscriptable", "NoneType")
+
+valid_messages = st.sampled_from([
+    '{"type":"publish","room":"chat","id":"p","data":1}',
+    '{"type":"set","room":"chat","id":"s","target":"x","value":1}',
+    '{"type":"join","room":"chat","id":"j"}', '{"type":"leave","room":"chat"}',
+    '{"type":"hello","client":"x","resume":{"chat":0}}',
+])
+mangled = st.tuples(valid_messages, st.integers(0, 60), st.text(max_size=6)).map(
+    lambda t: t[0][:t[1]] + t[2] + t[0][t[1]:])  # a cut, and something put in the cut
+raw_frames = st.one_of(mangled, st.text(max_size=40),
+                       st.integers(1, 5000).map(lambda n: '{"a":' * n + "1" + "}" * n),
+                       st.integers(1, 5000).map(lambda n: "9" * n))
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(frame=raw_frames)
+async def test_a_refusal_says_a_phrase_never_an_exception_and_the_room_flows(fuzz_server,
+                                                                             frame):
+    srv, _, bystander = fuzz_server
+    attacker = await Peer.open(srv, "attacker")
+    await attacker.send_raw(frame)
+    await attacker.send_raw('{"type":"join","room":"after-probe"}')  # an answer always comes
+    said = []
+    try:
+        while True:
+            msg = json.loads(await _timed(attacker.ws.recv()))
+            if msg["type"] == "error":
+                said.append(msg["message"])
+                if msg.get("code") == "unknown-room":
+                    break  # the probe's answer: the frame was answered before it
+    except websockets.ConnectionClosed as closed:
+        said.append(closed.rcvd.reason if closed.rcvd else "")
+    for text in said:
+        assert not any(s in text for s in EXCEPTION_TEXT), (frame, text)
+    await attacker.ws.close()
+    # A bystander in the room is still served, with no gap.
+    msg_id = f"b{srv.fuzz_counter}"
+    srv.fuzz_counter += 1
+    await bystander.publish(msg_id, '"still here"')
+    ack = await bystander.answer(msg_id)
+    assert ack["type"] == "ack"
+    assert seqs(bystander.events) == list(range(1, len(bystander.events) + 1))
