@@ -199,7 +199,11 @@ async def test_a_dropped_stream_resumes_from_last_event_id_without_a_gap(server,
     await tap.wait_closed(timeout=5)
     second = read_event_stream(tap.capture, 2)
     assert second.request.header("last-event-id") == "3"
+    # the same URL as the first time, as EventSource asks: the header alone says where
+    assert second.request.start_line == "GET /events?after=0 HTTP/1.1"
     assert [e.event.last_event_id for e in second.events if e.event] == ["4", "5", "6"]
+    # the missed events travel like live ones: a chunk each, after the retry block
+    assert [e.nbytes for e in second.events] == [16, 71, 71, 71]
 
 
 async def test_last_event_id_wins_over_the_query_and_must_be_a_number(server):
@@ -272,6 +276,9 @@ async def test_the_conversation_shows_how_long_the_server_held_each_request(serv
     await poller.close()
     await tap.wait_closed(timeout=5)
     arrows, held = conversation(tap.capture)
+    fins = [a for a in arrows if a.label == "FIN"]
+    arrows = [a for a in arrows if a.label != "FIN"]
+    assert sorted(a.direction.value for a in fins) == [C2S.value, S2C.value]
     assert [a.direction for a in arrows] == [C2S, S2C]
     assert [a.ms for a in arrows] == sorted(a.ms for a in arrows)
     ((start, end),) = held
@@ -293,15 +300,19 @@ def test_conclusions_say_what_held_and_what_did_not():
     assert "WebSocket: 53–54 B at every rate" in text
     assert "SSE: 71–73 B at every rate" in text
     assert "WebSocket was the cheapest at every rate." in text
+    assert "more than 3 times WebSocket's cost at 2 updates/s" in text
+    assert "cheaper per update at the highest rate." in text
     assert "SSE and WebSocket: within 20 ms of the 50 ms one-way delay" in text
     assert "as fast as push (within 20 ms) at 2 updates/s" in text
     assert "more than 25 ms behind push at 30/s" in text
-    bad = (rows("polling", {2: (50, 0.2), 30: (40, 0.2)})
+    bad = (rows("polling", {2: (50, 0.2), 30: (60, 0.2)})
            + rows("long polling", {2: (270, 0.2), 30: (120, 0.055)})
            + rows("SSE", {2: (71, 0.054), 30: (73, 0.3)})
            + rows("WebSocket", {2: (53, 0.054), 30: (54, 0.055)}))
     text = conclusions(bad)
     assert "WebSocket was NOT the cheapest" in text
+    assert "only 0.9 times WebSocket's cost" in text
+    assert "NOT cheaper per update at the highest rate." in text
     assert "SSE: more than 20 ms above the one-way delay" in text
     assert "slower than push at 2" in text and "not clearly behind push" in text
 

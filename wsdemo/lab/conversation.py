@@ -72,10 +72,14 @@ def conversation(capture: Capture) -> tuple[list[Arrow], list[tuple[float, float
                          else e.text.replace("\n", " | "))
                 arrows.append(Arrow((e.t - t0) * 1000, Direction.S2C, label, e.nbytes,
                                     _EVENT_COLOUR))
-            ends = [m.t for m in capture.messages if m.conn == conn]
+            # held until the stream's last bytes (or its end, if it was cut)
+            ends = [c.t for c in capture.chunks
+                    if c.conn == conn and c.direction is Direction.S2C and not c.eof]
             held.append(((view.request_t - t0) * 1000, (max(ends) - t0) * 1000))
+            arrows += _fins(capture, conn)
             continue
         asked: list[float] = []
+        arrows += _fins(capture, conn)
         for m in capture.messages:
             if m.conn != conn or m.kind == "eof":
                 continue
@@ -88,6 +92,12 @@ def conversation(capture: Capture) -> tuple[list[Arrow], list[tuple[float, float
                 held.append((asked.pop(0), (m.t - t0) * 1000))
     arrows.sort(key=lambda a: a.ms)
     return arrows, held
+
+
+def _fins(capture: Capture, conn: int) -> list[Arrow]:
+    """A FIN mark where each side of ``conn`` ended (drawn as a cross, not an arrow)."""
+    return [Arrow((m.t - capture.t0) * 1000, m.direction, "FIN", 0, KIND_COLOURS["eof"])
+            for m in capture.messages if m.conn == conn and m.kind == "eof"]
 
 
 def _spread(wanted: list[float], gap: float) -> list[float]:
@@ -112,7 +122,10 @@ def plot_conversations(panels: Sequence[tuple[str, Capture]],
         _, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 7.5), sharey=True)
     updates = list(published)
     data = [(title, capture, *conversation(capture)) for title, capture in panels]
-    span = max((a.ms for _, _, arrows, _ in data for a in arrows), default=1.0)
+    # The time scale is the conversations'; a FIN from closing the clients much later
+    # (after other cells ran) would only stretch it, so FINs past it are left out.
+    span = max((a.ms for _, _, arrows, _ in data for a in arrows if a.label != "FIN"),
+               default=1.0)
     span = max(span, max((end for *_, held in data for _, end in held), default=0.0))
     top, bottom = -0.04 * span, span * 1.06
     height_pt = axes[0].get_window_extent().height * 72 / axes[0].figure.dpi
@@ -124,6 +137,13 @@ def plot_conversations(panels: Sequence[tuple[str, Capture]],
         for start, end in held:
             ax.plot([1.0, 1.0], [start, end], color="#2ca02c", lw=6, alpha=0.35,
                     solid_capstyle="butt", zorder=1)
+        fins = [a for a in arrows if a.label == "FIN" and not a.nbytes]
+        for a in fins:
+            if a.ms > span:
+                continue
+            ax.plot([0.0 if a.direction is Direction.C2S else 1.0], [a.ms], marker="x",
+                    color=a.colour, ms=7, zorder=3)
+        arrows = [a for a in arrows if a not in fins]
         labels = _spread([a.ms for a in arrows], gap)
         for a, y in zip(arrows, labels, strict=True):
             start, end = (0.0, 1.0) if a.direction is Direction.C2S else (1.0, 0.0)
@@ -155,8 +175,10 @@ def plot_conversations(panels: Sequence[tuple[str, Capture]],
         Line2D([0], [0], color=KIND_COLOURS["frame"], lw=2, label="WebSocket frame"),
         Line2D([0], [0], color="#2ca02c", lw=6, alpha=0.35, label="server holds a request"),
         Line2D([0], [0], marker="*", color="#d62728", ls="", ms=9, label="update published"),
+        Line2D([0], [0], marker="x", color=KIND_COLOURS["eof"], ls="", ms=7,
+               label="end of a direction (FIN)"),
     ]
-    axes[0].figure.legend(handles=handles, loc="lower center", ncol=5, fontsize=8,
+    axes[0].figure.legend(handles=handles, loc="lower center", ncol=6, fontsize=8,
                           frameon=False)
     axes[0].figure.tight_layout(rect=(0, 0.04, 1, 1))
     return axes

@@ -230,12 +230,12 @@ class _EventStreamHandler(_FeedHandler):
         self.set_header("Cache-Control", "no-store")
         if self.server.sse_retry is not None:
             self.write(format_event(None, retry=self.server.sse_retry))
-        for update in self.feed.after(after):
-            self._send(update, flush=False)
         self.server._streams.add(self)
-        self._unsubscribe = self.feed.subscribe(self._send)
         try:
-            await self.flush()  # the head (and any backlog) leaves now, not with the first update
+            await self.flush()  # the head leaves now, not with the first update
+            for update in self.feed.after(after):
+                self._send(update)  # the missed ones first, a chunk each like the live ones
+            self._unsubscribe = self.feed.subscribe(self._send)
             await self._gone.wait()
         except tornado.iostream.StreamClosedError:
             pass
@@ -244,14 +244,13 @@ class _EventStreamHandler(_FeedHandler):
         if self.request.connection.stream.closed():  # type: ignore[union-attr]
             self._finished = True  # nothing left to finish on a dropped connection
 
-    def _send(self, update: Update, flush: bool = True) -> None:
+    def _send(self, update: Update) -> None:
         if self._gone.is_set():
             return
         data = json.dumps(update.as_json(), separators=(",", ":"))
         self.write(format_event(data, id=update.seq))
-        if flush:
-            # one HTTP chunk per event; a failed write ends the stream
-            self.flush().add_done_callback(self._after_flush)
+        # one HTTP chunk per event; a failed write ends the stream
+        self.flush().add_done_callback(self._after_flush)
 
     def _after_flush(self, done: asyncio.Future[None]) -> None:
         if done.exception() is not None:
@@ -283,7 +282,7 @@ class _SendHandler(tornado.web.RequestHandler):
             text = self.request.body.decode("utf-8")
         except UnicodeDecodeError:
             raise tornado.web.HTTPError(400, "the body must be UTF-8 text") from None
-        self.server.received.append(Received("POST /send", text, time.monotonic()))
+        self.server._receive(Received("POST /send", text, time.monotonic()))
         self.set_status(204)
 
 
@@ -295,7 +294,7 @@ class _PushHandler(tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-        self.server.received.append(Received("WebSocket", text, time.monotonic()))
+        self.server._receive(Received("WebSocket", text, time.monotonic()))
 
     def open(self) -> None:
         try:
@@ -337,6 +336,7 @@ class UpdateServer:
         self.received: list[Received] = []
         self.resumes: list[str | None] = []
         self._streams: set[_EventStreamHandler] = set()
+        self._got = asyncio.Event()
         app = tornado.web.Application(
             [
                 ("/poll", _PollHandler, {"feed": feed}),
@@ -358,6 +358,21 @@ class UpdateServer:
         *, sse_retry: int | None = None,
     ) -> UpdateServer:
         return cls(feed or UpdateFeed(), port, host, sse_retry)
+
+    def _receive(self, item: Received) -> None:
+        self.received.append(item)
+        self._got.set()
+
+    async def wait_received(self, count: int, timeout: float = 5.0) -> list[Received]:
+        """Wait until clients have sent ``count`` messages in all; returns them."""
+
+        async def until() -> None:
+            while len(self.received) < count:
+                self._got.clear()
+                await self._got.wait()
+
+        await asyncio.wait_for(until(), timeout)
+        return self.received
 
     @property
     def streams(self) -> int:
@@ -564,7 +579,9 @@ class EventStreamReceiver(_Receiver):
     ``reconnect_after``) and asks again with ``Last-Event-ID`` — what a browser
     does by itself (WHATWG HTML §9.2.3). ``reconnect=False`` stops instead.
     :attr:`requests` lists the ``Last-Event-ID`` each request carried (``None``
-    for the first).
+    for the first). Like ``EventSource``, it asks for the same URL every time
+    (``/events?after=`` the position it started from): where to resume is said
+    by the header alone.
     """
 
     def __init__(self, host: str, port: int, feed: UpdateFeed, after: int = 0, *,
@@ -572,6 +589,7 @@ class EventStreamReceiver(_Receiver):
         super().__init__(host, port, feed, after)
         self.reconnect = reconnect
         self.reconnect_after = reconnect_after
+        self.url = f"/events?after={after}"
         self.last_event_id = ""
         self.requests: list[str | None] = []
         self.connected = asyncio.Event()
@@ -588,7 +606,7 @@ class EventStreamReceiver(_Receiver):
     async def _open(self) -> asyncio.StreamReader:
         self.connected.clear()
         reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"GET /events?after={self.last_seq} HTTP/1.1\r\n"
+        head = (f"GET {self.url} HTTP/1.1\r\n"
                 f"Host: {self.host}:{self.port}\r\nAccept: {EVENT_STREAM}\r\n"
                 "Cache-Control: no-cache\r\n")
         if self.last_event_id:
@@ -818,8 +836,8 @@ def plot_rates(results: list[RateResult], axes: Any = None) -> Any:
     added = max((r.added_delay for r in results), default=0.0) * 1000
     if added:
         axes[1].axhline(added, color="0.4", ls="--", lw=1)
-        axes[1].text(all_rates[0], added, f" one-way delay added by the tap ({added:g} ms)",
-                     va="bottom", fontsize=8, color="0.3")
+        axes[1].text(all_rates[0], added * 0.93, f"one-way delay added by the tap ({added:g} ms)",
+                     va="top", fontsize=8, color="0.3")
     axes[0].set_yscale("log")
     low = min(r.bytes_per_update for r in results)
     high = max(r.bytes_per_update for r in results)
@@ -841,8 +859,11 @@ def plot_rates(results: list[RateResult], axes: Any = None) -> Any:
         ax.set_xticks(all_rates, [f"{r:g}" for r in all_rates])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].figure.tight_layout()
+    # one legend for both panels, under them, where it covers no point
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
+                          frameon=False)
+    axes[0].figure.tight_layout(rect=(0, 0.07, 1, 1))
     return axes
 
 
@@ -870,11 +891,14 @@ def conclusions(results: list[RateResult]) -> str:
     lines.append(f"  SSE: {_span(sse)} B at every rate: the update, its 'id:' and 'data:' "
                  "lines, and the HTTP chunk around it.")
     ratio = by["polling", rates[0]].bytes_per_update / by["WebSocket", rates[0]].bytes_per_update
-    if ratio > 3:
-        lines.append(f"  Polling: more than 3 times WebSocket's cost at {rates[0]:g} updates/s, "
-                     "where most polls come back empty; cheaper per update as the rate rises.")
-    else:
-        lines.append(f"  Polling: only {ratio:.1f} times WebSocket's cost at {rates[0]:g}/s.")
+    falls = (by["polling", rates[0]].bytes_per_update
+             > by["polling", rates[-1]].bytes_per_update)
+    lines.append(
+        (f"  Polling: more than 3 times WebSocket's cost at {rates[0]:g} updates/s, where most "
+         "polls come back empty" if ratio > 3 else
+         f"  Polling: only {ratio:.1f} times WebSocket's cost at {rates[0]:g} updates/s")
+        + ("; cheaper per update at the highest rate." if falls else
+           "; NOT cheaper per update at the highest rate."))
     cheaper = all(by["WebSocket", r].bytes_per_update < by[m, r].bytes_per_update
                   for r in rates for m in METHODS if m != "WebSocket")
     lines.append("  WebSocket was the cheapest at every rate." if cheaper else
