@@ -828,6 +828,9 @@ def scenario_deflate(bench: Bench) -> None:
     """
     s = bench.settings
     n, idle = s.deflate_clients, s.deflate_idle
+    # At least a second: compressed, a broadcast makes few deliveries, and CPU time is
+    # counted in clock ticks (10 ms).
+    seconds = max(1.0, s.seconds)
     setups = [(kind, on) for kind in ("tornado", "wsdemo") for on in (False, True)]
     fan: dict[tuple[str, bool], dict[str, Any]] = {}
     mem: dict[tuple[str, bool], float] = {}
@@ -860,7 +863,7 @@ def scenario_deflate(bench: Bench) -> None:
             bench.progress.step(f"broadcast to {n}: {name}")
             fan[kind, on] = bench.job(
                 {**job, "op": "fanout", "clients": n, "window": s.window, "template": PUBLISH,
-                 "pool": _fanout_pool(s, n), "seconds": s.seconds,
+                 "pool": _fanout_pool(s, n), "seconds": seconds,
                  "settle_limit": s.settle_limit, "server_pid": server.pid, "deflate": True},
                 timeout=s.settle_limit + 120)
         finally:
