@@ -360,3 +360,35 @@ def test_a_peer_that_ends_the_stream_without_a_close_frame_is_an_abnormal_closur
     events = server.events_received()
     failed = events[0].event
     assert failed.error.close_code == 1006 and events[1] == WebSocketEnded(stream)
+
+
+def test_a_request_body_over_max_size_resets_its_stream_and_keeps_the_connection():
+    client = H2Client("wsdemo.test")
+    server = H2Server(max_size=1000)
+    pump(client, server)
+    stream = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream, [(":method", "POST"), (":scheme", "http"), (":path", "/"),
+                                    (":authority", "wsdemo.test")])
+    client.h2.send_data(stream, b"x" * 1001, end_stream=True)
+    pump(client, server)
+    (refused,) = server.events_received()
+    assert refused == Refused(stream, None, h2.errors.ErrorCodes.CANCEL, refused.reason)
+    assert "1000" in refused.reason
+    get = client.request("GET", "/")
+    pump(client, server)
+    assert [e.stream_id for e in server.events_received()] == [get]
+
+
+def test_data_before_the_answer_waits_and_holds_its_flow_control_credit():
+    client, server = connected()
+    stream = client.open_websocket("/ws", subprotocols=["wsdemo.v1"])
+    server.receive_data(client.data_to_send())
+    (request,) = server.events_received()
+    # an eager client: a masked frame on the stream before the server's 200
+    client.h2.send_data(stream, Frame(Opcode.TEXT, b"early", mask=MASK).serialize())
+    server.receive_data(client.data_to_send())
+    assert server.events_received() == []  # not read as WebSocket yet: no 200 was sent
+    window = server.h2.inbound_flow_control_window
+    assert window == 65535 - 11  # the credit is held until the server decides
+    server.accept(stream)
+    assert server.events_received() == [WebSocketMessage(stream, TextMessage("early"))]

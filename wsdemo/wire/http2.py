@@ -89,7 +89,8 @@ class WebSocketOpened:
 
 @dataclass(frozen=True)
 class Refused:
-    """A WebSocket stream that did not open: an HTTP status, or a stream reset.
+    """A stream refused: a WebSocket that did not open (an HTTP status, or a reset),
+    or an ordinary message whose body was over ``max_size`` (reset with CANCEL).
 
     ``status`` is the answer's ``:status`` (None if the stream was reset);
     ``error_code`` the RST_STREAM code (None if there was an answer). The server
@@ -270,7 +271,7 @@ class _Endpoint:
             if ws is not None:
                 self._websocket_data(ws, event.data)
             elif event.stream_id in self._bodies:
-                self._bodies[event.stream_id] += event.data
+                self._collect(event.stream_id, event.data)
         elif isinstance(event, h2.events.StreamEnded):
             self._stream_ended(event.stream_id)
         elif isinstance(event, h2.events.StreamReset):
@@ -287,6 +288,21 @@ class _Endpoint:
 
     def _handle_headers(self, event: h2.events.Event) -> None:
         raise NotImplementedError
+
+    def _collect(self, stream_id: int, data: bytes) -> None:
+        """Keep an ordinary message's body, up to ``max_size``; past it, drop the stream."""
+        body = self._bodies[stream_id]
+        if self.max_size is not None and len(body) + len(data) > self.max_size:
+            del self._bodies[stream_id]
+            self._heads.pop(stream_id, None)
+            self._body_too_large(stream_id)
+            return
+        body += data
+
+    def _body_too_large(self, stream_id: int) -> None:
+        self.h2.reset_stream(stream_id, _CANCEL)
+        self._events.append(Refused(stream_id, None, int(_CANCEL),
+                                    f"body longer than {self.max_size} bytes"))
 
     def _give_back(self, stream_id: int, n: int) -> None:
         # The bytes are consumed at once. h2 hands the credit back in WINDOW_UPDATE
@@ -516,6 +532,7 @@ class H2Server(_Endpoint):
         self.settings_acknowledged = False
         self._requests: dict[int, WebSocketRequested] = {}
         self._early: dict[int, bytearray] = {}  # DATA that came before our 200
+        self._early_credit: dict[int, int] = {}
         initial = {
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.h2.DEFAULT_MAX_HEADER_LIST_SIZE,
@@ -542,6 +559,7 @@ class H2Server(_Endpoint):
         ws = WebSocketStream(Role.SERVER, stream_id, subprotocol, max_size=self.max_size)
         self.websockets[stream_id] = ws
         early = self._early.pop(stream_id, None)
+        self._give_back(stream_id, self._early_credit.pop(stream_id, 0))
         if early:
             self._websocket_data(ws, bytes(early))
         return ws
@@ -553,6 +571,7 @@ class H2Server(_Endpoint):
         if status == 200:
             raise LocalProtocolError("200 accepts; use accept()")
         self._early.pop(stream_id, None)
+        self._give_back(stream_id, self._early_credit.pop(stream_id, 0))
         self.respond(stream_id, status, reason.encode("utf-8"))
 
     def respond(
@@ -575,8 +594,11 @@ class H2Server(_Endpoint):
         if isinstance(event, h2.events.SettingsAcknowledged):
             self.settings_acknowledged = True
         elif isinstance(event, h2.events.DataReceived) and event.stream_id in self._early:
-            self._give_back(event.stream_id, event.flow_controlled_length)
+            # Bytes before our answer wait, and their flow-control credit with them:
+            # the client can send no more than one window before we decide.
             self._early[event.stream_id] += event.data
+            self._early_credit[event.stream_id] = (self._early_credit.get(event.stream_id, 0)
+                                                   + event.flow_controlled_length)
             return
         super()._handle(event)
 
