@@ -45,6 +45,25 @@ def test_capture_logs_keeps_records_and_a_second_call_replaces_the_first(loggers
     assert [h for h in handlers if isinstance(h, lesson.LogRecords)] == [second]
 
 
+def test_a_captured_child_logger_reaches_neither_its_parents_nor_their_handlers(loggers):
+    parent = logging.getLogger(loggers[0])
+    printed = lesson.LogRecords(logging.DEBUG)  # stands for the kernel's stderr handler
+    parent.addHandler(printed)
+    child = f"{loggers[0]}.child"
+    kept = lesson.capture_logs(child)
+    try:
+        logging.getLogger(child).warning("426 GET /ws")
+        assert kept.messages(child) == ["426 GET /ws"] and printed.records == []
+    finally:
+        logging.getLogger(child).handlers.clear()
+        logging.getLogger(child).propagate = True
+
+
+def test_the_default_loggers_are_tornados_three_and_wsdemo():
+    assert set(lesson.SERVER_LOGGERS) == {"wsdemo", "tornado.access", "tornado.application",
+                                          "tornado.general"}
+
+
 def test_show_prints_one_line_of_json_in_field_order(capsys):
     lesson.show({"type": "event", "seq": 3, "data": "é"}, "← ")
     assert capsys.readouterr().out == '← {"type": "event", "seq": 3, "data": "é"}\n'

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "SERVER_LOGGERS",
     "LogRecords",
     "Missing",
     "RedisServer",
@@ -72,9 +73,15 @@ class LogRecords(logging.Handler):
         return [r.getMessage() for r in self.records if logger is None or r.name == logger]
 
 
+#: The loggers the servers write to. Tornado's three, not ``tornado`` itself: the kernel
+#: prints ``tornado`` to stderr with a handler of its own, which a record of a child
+#: logger would still reach if only ``tornado`` stopped passing records up.
+SERVER_LOGGERS = ("wsdemo", "tornado.access", "tornado.application", "tornado.general")
+
+
 def capture_logs(*names: str, level: int = logging.INFO,
                  logger_level: int | None = None) -> LogRecords:
-    """Route the loggers ``names`` (default ``wsdemo`` and ``tornado``) into one new list.
+    """Route the loggers ``names`` (default :data:`SERVER_LOGGERS`) into one new list.
 
     The list keeps records of ``level`` and above. Each logger stops passing records up
     to its parents (the kernel would print them); ``logger_level``, where given, is set
@@ -83,7 +90,7 @@ def capture_logs(*names: str, level: int = logging.INFO,
     of adding a second one, so nothing is recorded twice.
     """
     handler = LogRecords(level)
-    for name in names or ("wsdemo", "tornado"):
+    for name in names or SERVER_LOGGERS:
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if isinstance(h, LogRecords)]:
             logger.removeHandler(old)
