@@ -384,11 +384,15 @@ def test_data_before_the_answer_waits_and_holds_its_flow_control_credit():
     stream = client.open_websocket("/ws", subprotocols=["wsdemo.v1"])
     server.receive_data(client.data_to_send())
     (request,) = server.events_received()
-    # an eager client: a masked frame on the stream before the server's 200
-    client.h2.send_data(stream, Frame(Opcode.TEXT, b"early", mask=MASK).serialize())
+    # an eager client: a 40,000-byte masked frame on the stream before the server's 200,
+    # more than the half window after which h2 would give credit back
+    early = Frame(Opcode.TEXT, b"e" * 40_000, mask=MASK).serialize()
+    client.h2.send_data(stream, early[:16384])
+    client.h2.send_data(stream, early[16384:32768])
+    client.h2.send_data(stream, early[32768:])
     server.receive_data(client.data_to_send())
     assert server.events_received() == []  # not read as WebSocket yet: no 200 was sent
-    window = server.h2.inbound_flow_control_window
-    assert window == 65535 - 11  # the credit is held until the server decides
+    assert server.h2.inbound_flow_control_window == 65535 - len(early)  # credit held
     server.accept(stream)
-    assert server.events_received() == [WebSocketMessage(stream, TextMessage("early"))]
+    assert server.events_received() == [WebSocketMessage(stream, TextMessage("e" * 40_000))]
+    assert server.h2.inbound_flow_control_window == 65535  # given back once read
