@@ -5,12 +5,17 @@ Bounded in time (every wait has a timeout) and on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 
-from wsdemo.lab.http2 import Conversation
+import hypercorn.asyncio
+from hypercorn.config import Config
+
+from wsdemo.lab.http2 import Client, Conversation, refusals
 from wsdemo.tap.decode import Direction
 from wsdemo.tap.http2 import H2Frame
-from wsdemo.wire.connection import TextMessage
+from wsdemo.wire.connection import Close, TextMessage
 from wsdemo.wire.http2 import ResponseReceived, WebSocketEnded, WebSocketMessage, WebSocketOpened
 
 MASK = bytes.fromhex("37fa213d")
@@ -96,8 +101,6 @@ async def test_a_server_without_rfc_8441_never_lets_the_client_try():
 
 
 def test_each_bad_extended_connect_gets_its_own_refusal():
-    from wsdemo.lab.http2 import refusals
-
     answers = dict(refusals())
     assert answers["our client, before the server's SETTINGS"].startswith("not sent")
     assert answers["CONNECT before the server's SETTINGS"] == "RST_STREAM PROTOCOL_ERROR"
@@ -135,17 +138,6 @@ async def test_our_client_against_hypercorn_an_independent_rfc_8441_server():
     # Hypercorn (python-hyper's h2 for HTTP/2, wsproto for the frames) advertises
     # SETTINGS_ENABLE_CONNECT_PROTOCOL and serves WebSocket on a CONNECT stream
     # (hypercorn/protocol/h2.py, ws_stream.py): our frames are read by wsproto, its by us.
-    import asyncio
-    import socket
-
-    import pytest
-
-    hypercorn_asyncio = pytest.importorskip("hypercorn.asyncio")
-    from hypercorn.config import Config
-
-    from wsdemo.lab.http2 import Client
-    from wsdemo.wire.connection import Close
-
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -154,18 +146,14 @@ async def test_our_client_against_hypercorn_an_independent_rfc_8441_server():
     config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns (and closes) it
     config.accesslog = config.errorlog = None
     stop = asyncio.Event()
-    served = asyncio.ensure_future(hypercorn_asyncio.serve(_echo_app, config,
+    served = asyncio.ensure_future(hypercorn.asyncio.serve(_echo_app, config,
                                                           shutdown_trigger=stop.wait))
     client = None
     try:
         client = await Client.connect(port, authority=f"127.0.0.1:{port}",
                                       mask_source=lambda: MASK)
         # the server's SETTINGS come first; wait until they allow the extended CONNECT
-        async def allowed():
-            while not client.h2.websocket_allowed:
-                client._arrived.clear()
-                await client._arrived.wait()
-        await asyncio.wait_for(allowed(), 5)
+        await client.wait_until(lambda: client.h2.websocket_allowed)
         ws = client.h2.open_websocket("/echo", subprotocols=["wsdemo.v1"])
         client.flush()
         opened = await client.wait_for(lambda e: isinstance(e, WebSocketOpened))

@@ -187,6 +187,14 @@ class Client:
                 await self._arrived.wait()
         return await asyncio.wait_for(until(), timeout)
 
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``condition()`` holds, checked after each read from the server."""
+        async def until() -> None:
+            while not condition():
+                self._arrived.clear()
+                await self._arrived.wait()
+        await asyncio.wait_for(until(), timeout)
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
