@@ -207,6 +207,38 @@ async def test_a_delaying_tap_makes_every_round_trip_cost_twice_its_delay(server
     ]
 
 
+async def test_a_delaying_tap_stops_when_the_client_is_gone_and_the_server_talks_on():
+    # A server that never reads and never stops writing (like an endless stream that
+    # ignores the client's FIN): only a failed write to the client can end the pump.
+    writes = 0
+
+    async def firehose(reader, writer):
+        nonlocal writes
+        try:
+            while writes < 2000:  # bounded: 20 s at most
+                writer.write(b"x" * 100)
+                writes += 1
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    upstream = await asyncio.start_server(firehose, "127.0.0.1", 0)
+    port = upstream.sockets[0].getsockname()[1]
+    tap = await Tap(("127.0.0.1", port), delay=0.02).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", tap.port)
+        assert await asyncio.wait_for(reader.readexactly(100), 5) == b"x" * 100
+        writer.close()
+        await tap.wait_closed(timeout=5)
+    finally:
+        await tap.close()
+        upstream.close()
+    assert writes < 2000
+
+
 def test_a_tap_refuses_a_negative_delay():
     with pytest.raises(ValueError, match="delay"):
         Tap(("127.0.0.1", 1), delay=-0.1)

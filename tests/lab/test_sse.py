@@ -15,6 +15,7 @@ from wsdemo.lab.keepalive import (
     EventStreamReceiver,
     KeepAliveClient,
     LongPoller,
+    NotAnEventStream,
     PushReceiver,
     RateResult,
     UpdateServer,
@@ -230,9 +231,39 @@ async def test_last_event_id_wins_over_the_query_and_must_be_a_number(server):
 async def test_a_client_refuses_what_is_not_an_event_stream(server):
     receiver = EventStreamReceiver("127.0.0.1", server.port, server.feed, reconnect=False)
     receiver.last_event_id = "not-a-number"  # the server answers 400, not a stream
-    with pytest.raises(ConnectionError, match="not an event stream"):
+    with pytest.raises(NotAnEventStream, match="400"):
         await receiver.connect()
     await receiver.close()
+
+
+async def test_a_refused_reconnect_ends_the_stream_for_good(server):
+    receiver = EventStreamReceiver("127.0.0.1", server.port, server.feed)
+    await receiver.connect()
+    try:
+        server.feed.publish()
+        await receiver.wait_for_seq(1)
+        receiver.last_event_id = "garbage"  # what the next request will carry: a 400
+        assert server.drop_streams() == 1
+        await asyncio.wait_for(receiver._running, 5)  # it stops instead of retrying
+        assert isinstance(receiver.failed, NotAnEventStream)
+        assert server.resumes == [None, "garbage"]
+    finally:
+        await receiver.close()
+
+
+async def test_a_delaying_tap_lets_go_of_a_stream_whose_client_left(server):
+    tap = await Tap(("127.0.0.1", server.port), delay=0.02).start()
+    receiver = EventStreamReceiver("127.0.0.1", tap.port, server.feed, reconnect=False)
+    try:
+        await receiver.connect()
+        server.feed.publish()
+        await receiver.wait_for_seq(1)
+        await receiver.close()
+        server.feed.publish()  # the server still writes: the held bytes meet a closed client
+        await tap.wait_closed(timeout=5)
+    finally:
+        await tap.close()
+    assert len(tap.capture.connections) == 1
 
 
 async def test_sse_can_only_speak_back_with_a_new_request_websocket_on_its_own_line(server, tap):

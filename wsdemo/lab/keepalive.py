@@ -56,6 +56,7 @@ __all__ = [
     "Delivery",
     "EventStreamReceiver",
     "KeepAliveClient",
+    "NotAnEventStream",
     "LongPoller",
     "METHODS",
     "Poller",
@@ -217,6 +218,7 @@ class _EventStreamHandler(_FeedHandler):
     async def get(self) -> None:
         # Last-Event-ID (sent by a reconnecting EventSource, §9.2.4) wins over ?after=
         resume = self.request.headers.get("Last-Event-ID")
+        self.server.resumes.append(resume)
         if resume is not None:
             try:
                 after = int(resume)
@@ -225,7 +227,6 @@ class _EventStreamHandler(_FeedHandler):
                     400, "Last-Event-ID must be a sequence number") from None
         else:
             after = self._after()
-        self.server.resumes.append(resume)
         self.set_header("Content-Type", EVENT_STREAM)
         self.set_header("Cache-Control", "no-store")
         if self.server.sse_retry is not None:
@@ -570,6 +571,10 @@ class PushReceiver(_Receiver):
             self.ws = None
 
 
+class NotAnEventStream(ConnectionError):
+    """The server answered, but not with ``200`` and ``text/event-stream``."""
+
+
 class EventStreamReceiver(_Receiver):
     """An ``EventSource`` in Python: ``GET /events``, read the endless answer, resume.
 
@@ -578,6 +583,9 @@ class EventStreamReceiver(_Receiver):
     drops, waits the reconnection time (the server's ``retry:``, else
     ``reconnect_after``) and asks again with ``Last-Event-ID`` — what a browser
     does by itself (WHATWG HTML §9.2.3). ``reconnect=False`` stops instead.
+    An answer that is not an event stream (a ``400``, say) ends it for good,
+    as it ends an ``EventSource``: :meth:`connect` raises
+    :class:`NotAnEventStream`, and after a reconnect :attr:`failed` holds it.
     :attr:`requests` lists the ``Last-Event-ID`` each request carried (``None``
     for the first). Like ``EventSource``, it asks for the same URL every time
     (``/events?after=`` the position it started from): where to resume is said
@@ -593,6 +601,7 @@ class EventStreamReceiver(_Receiver):
         self.last_event_id = ""
         self.requests: list[str | None] = []
         self.connected = asyncio.Event()
+        self.failed: NotAnEventStream | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._running: asyncio.Task[None] | None = None
         self._retry_ms: int | None = None
@@ -619,7 +628,7 @@ class EventStreamReceiver(_Receiver):
         if status.split(" ")[1:2] != ["200"] or not kind.startswith(EVENT_STREAM):
             self._writer.close()
             # a browser fails the connection for good here, and so do we (§9.2.3)
-            raise ConnectionError(f"not an event stream: {status!r}, Content-Type {kind!r}")
+            raise NotAnEventStream(f"not an event stream: {status!r}, Content-Type {kind!r}")
         self._chunked = any(k.lower() == "transfer-encoding" and "chunked" in v.lower()
                             for k, v in headers)
         self.connected.set()
@@ -637,6 +646,10 @@ class EventStreamReceiver(_Receiver):
                 try:
                     reader = await asyncio.wait_for(self._open(), 5)
                     break
+                except NotAnEventStream as refused:
+                    self.failed = refused
+                    log.info("event stream: %s; not reconnecting", refused)
+                    return
                 except (OSError, TimeoutError, asyncio.IncompleteReadError):
                     continue  # the server is away: try again after the same wait
 
