@@ -354,7 +354,8 @@ async def _serve(args: argparse.Namespace) -> int:
         if not args.open:
             raise RuntimeError(
                 f"refusing to serve {args.host} open: anyone who can reach it could act. "
-                "Give --secret-file PATH (make one with 'keys new PATH'), or --open on purpose")
+                "Give --secret-file PATH (make one with 'keys new PATH') or --public-key/--jwks, "
+                "or --open on purpose")
         logging.getLogger("wsdemo.cli").warning(
             "OPEN MODE on %s: no authentication, by --open", args.host)
     for option in ("rate", "max_connections", "idle_timeout"):
