@@ -242,8 +242,6 @@ class _EventStreamHandler(_FeedHandler):
             pass
         finally:
             self._stop()
-        if self.request.connection.stream.closed():  # type: ignore[union-attr]
-            self._finished = True  # nothing left to finish on a dropped connection
 
     def _send(self, update: Update) -> None:
         if self._gone.is_set():
