@@ -152,6 +152,8 @@ def test_the_bytes_counted_are_the_bytes_the_kernel_received(results):
         checked = detail["fanout"]["bytes_checked"]
         assert checked["read"] > detail["fanout"]["read_bytes"] > 0, name
         assert checked["kernel"] == checked["read"], name
+    for key in ("deflate.bytes.off", "deflate.bytes.on"):
+        assert "the kernel's count (TCP_INFO) agrees" in row(results, key)["note"]
 
 
 def test_uncompressed_a_bare_broadcast_costs_exactly_its_frame(results):

@@ -891,9 +891,15 @@ def scenario_deflate(bench: Bench) -> None:
                 change = {k: _ratio(value(k, True), value(k, False)) for k in compared}
                 notes.append("on ÷ off: " + ", ".join(f"{k} {_times(v)}"
                                                       for k, v in change.items()))
-            if key == "bytes" and not on:
-                notes.append("bytes the subscribers read from their sockets / deliveries "
-                             "(frame headers included; the kernel's TCP_INFO count agrees)")
+            if key == "bytes":
+                checked = [fan[k, on]["bytes_checked"] for k in compared]
+                agree = all(c["kernel"] == c["read"] for c in checked)
+                unknown = any(c["kernel"] is None for c in checked)
+                notes.append("bytes the subscribers read from their sockets / deliveries, frame "
+                             "headers included; the kernel's count (TCP_INFO) "
+                             + ("not available" if unknown else "agrees" if agree else
+                                "DIFFERS: " + ", ".join(f"{c['kernel']} vs {c['read']}"
+                                                        for c in checked)))
             wrong = [k for k in compared
                      if (fan[k, on]["deflate"] > 0) != on or (held[k, on]["deflate"] > 0) != on]
             if wrong:
