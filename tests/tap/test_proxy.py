@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import subprocess
 import sys
 
@@ -406,3 +407,22 @@ def test_decoding_modules_are_sans_io():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+async def test_closing_the_tap_with_a_connection_open_logs_no_error(caplog):
+    """Python 3.11's start_server logs a cancelled handler's CancelledError as an error;
+    the tap's handler ends normally when close() cuts it."""
+    async def echo(reader, writer):
+        while data := await reader.read(100):
+            writer.write(data)
+
+    upstream = await asyncio.start_server(echo, "127.0.0.1", 0)
+    tap = await Tap(("127.0.0.1", upstream.sockets[0].getsockname()[1])).start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", tap.port)
+    writer.write(b"hi")
+    assert await asyncio.wait_for(reader.readexactly(2), 5) == b"hi"
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        await tap.close()
+    writer.close()
+    upstream.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
