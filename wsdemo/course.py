@@ -80,6 +80,10 @@ SOLUTIONS: dict[str, Any] = {
     # 07: one log gives one order, but only resume gets back what was missed.
     "07-3": {"room membership": True, "multi-server routing": True,
              "ordering after reconnect": False},
+    # 01: the head of §3 is 158 bytes (its Host line holds a 5-digit port, as every
+    # ephemeral port has) and the added line is 30 with its CR LF; the frame starts at
+    # the byte after the head's empty line.
+    "01-3": 158 + len("User-Agent: wsdemo-lesson-01\r\n"),
 }
 
 
