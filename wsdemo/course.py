@@ -84,6 +84,10 @@ SOLUTIONS: dict[str, Any] = {
     # ephemeral port has) and the added line is 30 with its CR LF; the frame starts at
     # the byte after the head's empty line.
     "01-3": 158 + len("User-Agent: wsdemo-lesson-01\r\n"),
+    # 02: a server's frame has no mask; a payload under 126 bytes fits the 7-bit length
+    # (2-byte header), up to 65535 takes 2 more length bytes (126), beyond that 8 (127):
+    # RFC 6455 §5.2.
+    "02-2": (2, 4, 10),
 }
 
 
