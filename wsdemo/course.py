@@ -88,6 +88,9 @@ SOLUTIONS: dict[str, Any] = {
     # (2-byte header), up to 65535 takes 2 more length bytes (126), beyond that 8 (127):
     # RFC 6455 §5.2.
     "02-2": (2, 4, 10),
+    # 03: the event log keeps each room's ids; a set whose id it already holds gets the
+    # original event's seq back, marked duplicate, and is not logged, applied or sent again.
+    "03-3": (True, 1),
 }
 
 
