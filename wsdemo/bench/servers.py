@@ -337,13 +337,15 @@ async def _prefill_sqlite(path: str, events: int, schema: int) -> None:
 
     Through the log's own ``append`` this would be one committed transaction
     per event (about 1,000 a second with a disk sync each): minutes for
-    100,000. The rows are the ones ``append`` writes (schema 1); a newer schema
-    falls back to ``append`` rather than guessing.
+    100,000. The rows are the ones ``append`` writes (schema 2: each event's
+    stored size, each room's total); another schema falls back to ``append``
+    rather than guessing.
     """
+    from ..core.eventlog import stored_size
     from ..stores.sqlite import SQLiteEventLog
 
     log = SQLiteEventLog(path, synchronous="NORMAL", max_events=max(1_000_000, events))
-    if schema != 1:
+    if schema != 2:
         for seq in range(1, events + 1):
             await log.append(HISTORY_ROOM, f"e{seq:07d}", "bench", "publish", BENCH_DATA)
         await log.close()
@@ -351,15 +353,18 @@ async def _prefill_sqlite(path: str, events: int, schema: int) -> None:
     await log.close()  # it made the schema
     data = json.dumps(BENCH_DATA, separators=(",", ":"))
     now = time.time()
+    sizes = [stored_size(f"e{s:07d}", "bench", data) for s in range(1, events + 1)]
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       ((HISTORY_ROOM, s, f"e{s:07d}", "bench", "publish", data, now)
-                        for s in range(1, events + 1)))
+        db.executemany("INSERT INTO events (room, seq, id, sender, kind, data, time, size) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       ((HISTORY_ROOM, s, f"e{s:07d}", "bench", "publish", data, now,
+                         sizes[s - 1]) for s in range(1, events + 1)))
         db.executemany("INSERT INTO ids VALUES (?, ?, ?)",
                        ((HISTORY_ROOM, f"e{s:07d}", s) for s in range(1, events + 1)))
-        db.execute("INSERT OR REPLACE INTO rooms VALUES (?, ?)", (HISTORY_ROOM, events))
+        db.execute("INSERT OR REPLACE INTO rooms (room, last_seq, held_bytes) VALUES (?, ?, ?)",
+                   (HISTORY_ROOM, events, sum(sizes)))
         db.execute("COMMIT")
     finally:
         db.close()
