@@ -116,7 +116,9 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # the server is stopping
     UNSUPPORTED_DATA = 1003  # a binary frame where text is expected
-    INVALID_PAYLOAD = 1007  # not JSON, or not a JSON object
+    # not JSON, or not a JSON object: wsdemo.v1 makes every text message one JSON object,
+    # so such text is "not consistent with the type of the message" (RFC 6455 §7.4.1)
+    INVALID_PAYLOAD = 1007
     POLICY_VIOLATION = 1008  # origin not allowed
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011  # a fault in the server, not the client
