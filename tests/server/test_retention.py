@@ -12,7 +12,7 @@ import contextlib
 
 import pytest
 
-from tests.support.redis import running_redis
+from tests.support.logs import log_where
 from wsdemo import ControlClient, ControlServer, ServerError
 from wsdemo.stores import open_log
 
@@ -26,15 +26,8 @@ WINDOW = 8  # publishes in flight at once
 @pytest.fixture(params=KINDS)
 async def serve(request, tmp_path):
     """``await serve(max_bytes=...)`` → (a started server with a room 'chat', its log)."""
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "memory":
-            where = "memory"
-        elif request.param == "sqlite":
-            where = str(tmp_path / "events.sqlite")
-        else:
-            redis = await stack.enter_async_context(
-                running_redis(request.getfixturevalue("redis_server_path"), tmp_path))
-            where = redis.url
+    redis = request.getfixturevalue("redis_server_path") if request.param == "redis" else None
+    async with log_where(request.param, tmp_path, redis) as where:
         options = {"synchronous": "NORMAL"} if request.param == "sqlite" else {}
         servers = []
 

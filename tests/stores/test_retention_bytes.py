@@ -8,13 +8,12 @@ gives back, across a SQLite reopen and a Redis reconnect and restart."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import sqlite3
 
 import pytest
 
-from tests.support.redis import running_redis
+from tests.support.logs import log_where
 from wsdemo.core.eventlog import (
     EVENT_OVERHEAD,
     EventTooLarge,
@@ -32,15 +31,8 @@ KINDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 async def make_log(request, tmp_path):
     """``make_log(**options)`` → a log of the parameter's kind (one file / one Redis
     per test, so a second log made here is the same log reopened); all closed at the end."""
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "memory":
-            where = "memory"
-        elif request.param == "sqlite":
-            where = str(tmp_path / "events.sqlite")
-        else:
-            redis = await stack.enter_async_context(
-                running_redis(request.getfixturevalue("redis_server_path"), tmp_path))
-            where = redis.url
+    redis = request.getfixturevalue("redis_server_path") if request.param == "redis" else None
+    async with log_where(request.param, tmp_path, redis) as where:
         made = []
 
         def make(**options):

@@ -307,6 +307,29 @@ class _JWKSFile:
         return self.keys != before
 
 
+class Watchers:
+    """Callbacks told when a key id leaves a set of keys; ``add`` returns the way to stop."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[str], None]] = []
+
+    def add(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        self._callbacks.append(callback)
+
+        def stop() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return stop
+
+    def notify(self, kid: str) -> None:
+        for callback in list(self._callbacks):
+            callback(kid)
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+
 class PublicKeys:
     """Verification keys by kid from PEM files and JWKS files (see the module docstring).
 
@@ -336,7 +359,7 @@ class PublicKeys:
         self._interval = check_interval
         self._clock = clock
         self._checked = clock()
-        self._removal_watchers: list[Callable[[str], None]] = []
+        self._removal_watchers = Watchers()
         self._keys: dict[str, PublicKey] = {}
         self.refused: dict[str, str] = {}
         self._merge(strict=True)
@@ -378,8 +401,7 @@ class PublicKeys:
             logger.info("public keys: %s added, %s removed", added or "none", removed or "none")
         self._keys, self.refused = keys, refused
         for kid in removed:
-            for watcher in list(self._removal_watchers):
-                watcher(kid)
+            self._removal_watchers.notify(kid)
 
     def refresh(self, *, force: bool = False) -> None:
         """Look at the JWKS files if ``check_interval`` has passed (or ``force``)."""
@@ -399,13 +421,7 @@ class PublicKeys:
 
     def watch_removals(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """``callback(kid)`` when a kid leaves (a JWKS without it); returns the way to stop."""
-        self._removal_watchers.append(callback)
-
-        def stop() -> None:
-            if callback in self._removal_watchers:
-                self._removal_watchers.remove(callback)
-
-        return stop
+        return self._removal_watchers.add(callback)
 
     @property
     def kids(self) -> list[str]:

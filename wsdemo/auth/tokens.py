@@ -99,7 +99,7 @@ import jwt
 
 from ..core.access import ACTIONS, AccessDenied, Principal
 from ..core.protocol import CloseCode, ProtocolError, check_value
-from .public import PUBLIC_ALGORITHMS, PublicKeys
+from .public import PUBLIC_ALGORITHMS, PublicKeys, Watchers
 
 __all__ = [
     "ALGORITHM",
@@ -153,7 +153,7 @@ class KeyRing:
     def __init__(self, keys: Mapping[str, bytes] | None = None, current: str | None = None):
         self._keys: dict[str, bytes] = {}
         self._current: str | None = None
-        self._removal_watchers: list[Callable[[str], None]] = []
+        self._removal_watchers = Watchers()
         for kid, secret in (keys or {}).items():
             self.add(kid, secret, current=False)
         if current is not None:
@@ -198,18 +198,11 @@ class KeyRing:
         if kid == self._current:
             raise ValueError(f"{kid!r} signs new tokens: rotate to another key first")
         del self._keys[kid]
-        for watcher in list(self._removal_watchers):
-            watcher(kid)
+        self._removal_watchers.notify(kid)
 
     def watch_removals(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(kid)`` whenever a key is removed; returns the way to stop."""
-        self._removal_watchers.append(callback)
-
-        def stop() -> None:
-            if callback in self._removal_watchers:
-                self._removal_watchers.remove(callback)
-
-        return stop
+        return self._removal_watchers.add(callback)
 
     @property
     def current(self) -> str:
