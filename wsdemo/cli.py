@@ -1,8 +1,13 @@
-"""``python -m wsdemo``: serve, client, keys, token, tap, notebooks, course.
+"""``python -m wsdemo``: serve, client, keys, token, users, tap, notebooks, course.
 
 Every command has ``--help``. Errors are one line on stderr and a non-zero exit
 status, never a traceback: 1 for a failure at run time (server down, refused),
 2 for a mistake in the command line (argparse's own convention).
+
+Why one file of this length: every command's options, their defaults and the
+checks of what was typed sit together, so ``--help`` and the one-line errors
+speak in one voice; the work itself is done by the package (``serve`` builds a
+:class:`~wsdemo.server.app.ControlServer`, ``token`` calls :mod:`wsdemo.auth`).
 """
 
 from __future__ import annotations

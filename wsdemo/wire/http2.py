@@ -24,6 +24,10 @@ WebSocket stream::
     conn.receive_data(bytes_from_socket)
     for event in conn.events_received(): ...
     socket.send(conn.data_to_send())
+
+Why one file of this length: the client and the server are two halves of one
+exchange (SETTINGS, the extended CONNECT, its answer, the stream's end) and share
+its rules; each half is short.
 """
 
 from __future__ import annotations
