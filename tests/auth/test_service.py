@@ -462,3 +462,38 @@ async def test_retention_in_bytes_holds_under_a_flood_and_a_bystander_sees_no_ga
 def test_retain_bytes_takes_sizes_and_refuses_nonsense():
     done = cli("serve", "--port", "0", "--log", "memory", "--retain-bytes", "lots")
     assert done.returncode == 2 and "not a size: 'lots'" in done.stderr
+
+
+async def test_serve_rate_limits_a_flooder_and_not_a_bystander(keys):
+    bearer = token(keys, "chat=read,publish")
+    async with serving("--secret-file", str(keys), "--rate", "2") as served:  # bursts of 4
+        flooder, bystander = await hello(served.ws_url, bearer), await hello(served.ws_url,
+                                                                             bearer)
+        for ws in (flooder, bystander):
+            await welcomed(ws)
+            await ws.send(json.dumps({"type": "join", "room": "chat", "id": "j"}))
+            while json.loads(await ws.recv())["type"] != "snapshot":
+                pass
+        for n in range(12):
+            await flooder.send(json.dumps({"type": "publish", "room": "chat", "id": f"f{n}",
+                                           "data": n}))
+        answers = []
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            while True:
+                message = json.loads(await asyncio.wait_for(flooder.recv(), 10))
+                if message["type"] in ("ack", "error"):
+                    answers.append(message.get("code", message["type"]))
+        assert info.value.rcvd.code == 4429
+        assert answers[:4] == ["ack"] * 4, answers  # the burst
+        assert "rate-limited" in answers[4:], answers
+        await bystander.send(json.dumps({"type": "publish", "room": "chat", "id": "b",
+                                         "data": "still served"}))
+        seqs = []
+        while True:
+            message = json.loads(await asyncio.wait_for(bystander.recv(), 10))
+            if message["type"] == "event":
+                seqs.append(message["seq"])
+            if message["type"] == "ack":
+                break
+        assert seqs == [1, 2, 3, 4] and message["seq"] == 5, (seqs, message)
+        await bystander.close()
