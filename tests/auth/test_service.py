@@ -65,6 +65,14 @@ async def welcomed(ws) -> dict:
     return reply
 
 
+async def joined(ws, room: str) -> None:
+    """Wait for the welcome, join ``room`` and wait for its snapshot."""
+    await welcomed(ws)
+    await ws.send(json.dumps({"type": "join", "room": room, "id": "j"}))
+    while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "snapshot":
+        pass
+
+
 async def closed(ws) -> tuple[int, str]:
     with pytest.raises(websockets.ConnectionClosed) as info:
         while True:
@@ -431,10 +439,7 @@ async def test_retention_in_bytes_holds_under_a_flood_and_a_bystander_sees_no_ga
         flooder, bystander = await hello(served.ws_url, bearer), await hello(served.ws_url,
                                                                              bearer)
         for ws in (flooder, bystander):
-            await welcomed(ws)
-            await ws.send(json.dumps({"type": "join", "room": "chat", "id": "j"}))
-            while json.loads(await ws.recv())["type"] != "snapshot":
-                pass
+            await joined(ws, "chat")
         big = "x" * 8000
         for n in range(40):  # 320 kB into a room that keeps 64 KiB
             await flooder.send(json.dumps({"type": "publish", "room": "chat", "id": f"p{n}",
@@ -470,10 +475,7 @@ async def test_serve_rate_limits_a_flooder_and_not_a_bystander(keys):
         flooder, bystander = await hello(served.ws_url, bearer), await hello(served.ws_url,
                                                                              bearer)
         for ws in (flooder, bystander):
-            await welcomed(ws)
-            await ws.send(json.dumps({"type": "join", "room": "chat", "id": "j"}))
-            while json.loads(await ws.recv())["type"] != "snapshot":
-                pass
+            await joined(ws, "chat")
         for n in range(12):
             await flooder.send(json.dumps({"type": "publish", "room": "chat", "id": f"f{n}",
                                            "data": n}))
