@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 
 import hypercorn.asyncio
 from hypercorn.config import Config
 
-from wsdemo.lab.http2 import Client, Conversation, refusals
+from wsdemo.lab.http2 import Client, Conversation, EchoServer, refusals
 from wsdemo.tap.decode import Direction
 from wsdemo.tap.http2 import H2Frame
 from wsdemo.wire.connection import Close, TextMessage
@@ -187,3 +188,15 @@ async def test_our_client_against_hypercorn_an_independent_rfc_8441_server():
             await client.close()
         stop.set()
         await asyncio.wait_for(served, 10)
+
+
+async def test_closing_the_server_with_a_connection_open_logs_no_error(caplog):
+    """Its handler task is cut on close; Python 3.11 would log that as an error."""
+    server = await EchoServer().start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    await asyncio.wait_for(reader.read(9), 5)  # the server's SETTINGS frame header
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        await server.close()
+    writer.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

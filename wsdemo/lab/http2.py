@@ -31,6 +31,7 @@ import h2.events
 from ..tap import Tap
 from ..tap.decode import Direction
 from ..tap.http2 import Http2Decoder, Item, view_table
+from ..tap.proxy import quiet_when_cut
 from ..wire.connection import TextMessage
 from ..wire.errors import LocalProtocolError
 from ..wire.http2 import (
@@ -69,7 +70,7 @@ class EchoServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
-        self._server = await asyncio.start_server(self._serve, host, port)
+        self._server = await asyncio.start_server(quiet_when_cut(self._serve), host, port)
         return self
 
     async def close(self) -> None:

@@ -31,18 +31,33 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Self, TextIO
 
 from .capture import Capture, Chunk, Message
 from .decode import Direction
 from .jupyter import kernel_summary
 
-__all__ = ["Tap", "main", "parse_target", "start_tap"]
+__all__ = ["Tap", "main", "parse_target", "quiet_when_cut", "start_tap"]
 
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
+
+
+def quiet_when_cut(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``handler`` for ``asyncio.start_server``, ending normally when its task is cancelled.
+
+    A server that cuts its connections on close cancels their handler tasks, and
+    Python 3.11's ``start_server`` then asks each for its exception and logs the
+    ``CancelledError`` as an error with a traceback (fixed in 3.12). A handler task
+    is awaited by nobody but the server's own close, so ending it quietly loses nothing.
+    """
+    async def run(*args: Any) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await handler(*args)
+
+    return run
 
 
 class Tap:
@@ -80,7 +95,6 @@ class Tap:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._changed: asyncio.Condition | None = None
-        self._closing = False  # set by close(): its cancellations are expected
 
     @property
     def port(self) -> int:
@@ -89,11 +103,10 @@ class Tap:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> Self:
-        self._closing = False
         if self._server is None:
             self._changed = asyncio.Condition()
             self._server = await asyncio.start_server(
-                self._serve, self.host, self._requested_port
+                quiet_when_cut(self._serve), self.host, self._requested_port
             )
         return self
 
@@ -103,7 +116,6 @@ class Tap:
             self._server.close()
         for writer in list(self._writers):
             writer.close()
-        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -171,12 +183,6 @@ class Tap:
                 # record the end even if we were cancelled mid-read
                 for direction in Direction:
                     await self._record_eof(conn, direction)
-        except asyncio.CancelledError:
-            # close() cut it. Python 3.11's start_server asks a cancelled handler task
-            # for its exception and logs the CancelledError as an error (fixed in 3.12),
-            # so the handler ends normally instead.
-            if not self._closing:
-                raise
         finally:
             self._writers.discard(client_w)
             self._tasks.discard(task)
