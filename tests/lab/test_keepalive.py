@@ -33,13 +33,6 @@ async def server():
     await server.close()
 
 
-@pytest.fixture
-async def tap(server):
-    tap = await Tap(("127.0.0.1", server.port)).start()
-    yield tap
-    await tap.close()
-
-
 def pairs(capture):
     return [(m.direction, m.http.start_line) for m in capture.http]
 

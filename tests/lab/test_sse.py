@@ -139,13 +139,6 @@ async def server():
     await server.close()
 
 
-@pytest.fixture
-async def tap(server):
-    tap = await Tap(("127.0.0.1", server.port)).start()
-    yield tap
-    await tap.close()
-
-
 async def test_an_event_stream_is_one_response_that_carries_an_event_per_update(server, tap):
     receiver = EventStreamReceiver("127.0.0.1", tap.port, server.feed, reconnect=False)
     await receiver.connect()
