@@ -182,6 +182,25 @@ class _Process:
         if stream is not None:
             self._readers.append(asyncio.ensure_future(read()))
 
+    async def _read_until(self, marker: str, timeout: float) -> str:
+        """Keep stdout's lines until one holds ``marker``: that line, or "" if stdout ended
+        first. TimeoutError after ``timeout`` (the process is killed then)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        stream = self.proc.stdout
+
+        async def read() -> str:
+            while line := (await stream.readline()).decode(errors="replace"):
+                self.output.append(line.rstrip("\n"))
+                if marker in line:
+                    return line
+            return ""
+
+        try:
+            return await asyncio.wait_for(read(), timeout)
+        except TimeoutError:
+            await self.kill()
+            raise
+
     async def _ended(self) -> int:
         assert self.proc is not None
         code = await asyncio.wait_for(self.proc.wait(), WAIT)
@@ -247,17 +266,9 @@ async def start_serve(*args: str, env: Mapping[str, str] | None = None,
     _started.append(served)
     served._keep_reading(served.proc.stderr)
 
-    async def listening() -> str:
-        while line := (await served.proc.stdout.readline()).decode(errors="replace"):
-            served.output.append(line.rstrip("\n"))
-            if LISTENING in line:
-                return line
-        return ""
-
     try:
-        first = await asyncio.wait_for(listening(), timeout)
+        first = await served._read_until(LISTENING, timeout)
     except TimeoutError:
-        await served.kill()
         raise TimeoutError(f"wsdemo serve did not listen within {timeout:g} s") from None
     served._keep_reading(served.proc.stdout)
     if not first:
@@ -294,17 +305,9 @@ class RedisServer(_Process):
         if self not in _started:
             _started.append(self)
 
-        async def ready() -> bool:
-            while line := (await self.proc.stdout.readline()).decode(errors="replace"):
-                self.output.append(line.rstrip("\n"))
-                if "Ready to accept connections" in line:
-                    return True
-            return False
-
         try:
-            ok = await asyncio.wait_for(ready(), timeout)
+            ok = await self._read_until("Ready to accept connections", timeout)
         except TimeoutError:
-            await self.kill()
             raise TimeoutError(f"redis-server was not ready within {timeout:g} s") from None
         self._keep_reading(self.proc.stdout)
         if not ok:
