@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-import signal
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from wsdemo.lab.lesson import start_serve
 
 PY = [sys.executable, "-m", "wsdemo"]
 
@@ -21,11 +22,12 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
                           input=stdin)
 
 
-@dataclass
 class Served:
-    port: int
-    scheme: str  # http or https
-    proc: asyncio.subprocess.Process
+    """Where a ``serve`` started by :func:`serving` listens."""
+
+    def __init__(self, process: Any):
+        page = urlsplit(process.page)  # what serve printed: http(s)://HOST:PORT/
+        self.process, self.scheme, self.port = process, page.scheme, page.port
 
     @property
     def url(self) -> str:
@@ -38,21 +40,13 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving(*options: str) -> AsyncIterator[Served]:
-    """``serve --port 0 --log memory OPTIONS``, until the block ends (then SIGINT)."""
-    proc = await asyncio.create_subprocess_exec(
-        *PY, "serve", "--port", "0", "--log", "memory", *options,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """``serve --port 0 --log memory OPTIONS`` (the lessons' own starter), until the block
+    ends; if it exits instead of listening, ServeFailed carries its error line."""
+    process = await start_serve("--port", "0", "--log", "memory", *options, timeout=30)
     try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        found = re.search(r"(https?)://127\.0\.0\.1:(\d+)/", line)
-        if not found:
-            await proc.wait()
-            raise AssertionError(line + (await proc.stderr.read()).decode())
-        yield Served(int(found.group(2)), found.group(1), proc)
+        yield Served(process)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            await asyncio.wait_for(proc.wait(), 15)
+        await process.stop()
 
 
 def upgrade_request(host: str, *, origin: str | None = None, path: str = "/ws",
